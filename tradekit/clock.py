@@ -60,7 +60,8 @@ class _CallableClock:
 
 
 def as_clock(value: Any) -> Clock | None:
-    """A ``Clock``, a callable returning a timestamp, a fixed timestamp (-> ``SimClock``) or None."""
+    """A ``Clock``, a callable returning a timestamp, a fixed timestamp (a ``SimClock``) or
+    None."""
     if value is None or isinstance(value, Clock):
         return value
     if callable(value):

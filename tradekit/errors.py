@@ -1,9 +1,9 @@
 """One error tree for everything tradekit raises.
 
-``TradekitError`` > ``ConfigError``, ``DataError``, ``OrderRejected`` (``.reason``), ``BrokerError`` >
-``TransientBrokerError`` (> ``RateLimited``, ``Disconnected``, ``BrokerTimeout``; retried with
-backoff) and ``PermanentBrokerError`` (> ``AuthError``). Messages say what was wrong, with the value,
-and what is allowed.
+``TradekitError`` > ``ConfigError``, ``DataError``, ``OrderRejected`` (``.reason``),
+``BrokerError`` > ``TransientBrokerError`` (> ``RateLimited``, ``Disconnected``,
+``BrokerTimeout``; retried with backoff) and ``PermanentBrokerError`` (> ``AuthError``). Messages
+say what was wrong, with the value, and what is allowed.
 """
 
 from __future__ import annotations

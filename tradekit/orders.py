@@ -26,20 +26,49 @@ _WORKING = (S.NEW, S.PARTIALLY_FILLED)
 #: Allowed status transitions (from, to). Fills move quantities through ``on_fill``; a status
 #: event that is not in this table is stale, duplicated or out of order and is absorbed.
 TRANSITIONS: frozenset[tuple[OrderStatus, OrderStatus]] = frozenset(
-    [(S.PENDING_NEW, t) for t in (S.NEW, S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL,
-                                  S.PENDING_REPLACE, S.CANCELED, S.REJECTED, S.EXPIRED, S.LOST)]
-    + [(S.NEW, t) for t in (S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.PENDING_REPLACE,
-                            S.CANCELED, S.EXPIRED, S.REJECTED, S.LOST)]
-    + [(S.PARTIALLY_FILLED, t) for t in (S.FILLED, S.PENDING_CANCEL, S.PENDING_REPLACE,
-                                         S.CANCELED, S.EXPIRED, S.LOST)]
+    [
+        (S.PENDING_NEW, t)
+        for t in (
+            S.NEW,
+            S.PARTIALLY_FILLED,
+            S.FILLED,
+            S.PENDING_CANCEL,
+            S.PENDING_REPLACE,
+            S.CANCELED,
+            S.REJECTED,
+            S.EXPIRED,
+            S.LOST,
+        )
+    ]
+    + [
+        (S.NEW, t)
+        for t in (
+            S.PARTIALLY_FILLED,
+            S.FILLED,
+            S.PENDING_CANCEL,
+            S.PENDING_REPLACE,
+            S.CANCELED,
+            S.EXPIRED,
+            S.REJECTED,
+            S.LOST,
+        )
+    ]
+    + [
+        (S.PARTIALLY_FILLED, t)
+        for t in (S.FILLED, S.PENDING_CANCEL, S.PENDING_REPLACE, S.CANCELED, S.EXPIRED, S.LOST)
+    ]
     # a NEW/PARTIALLY_FILLED status while a cancel or replace is pending is a late ack, not an
     # answer: those come through on_cancel_rejected / on_replaced / on_replace_rejected
     + [(S.PENDING_CANCEL, t) for t in (S.FILLED, S.CANCELED, S.EXPIRED, S.REJECTED, S.LOST)]
-    + [(S.PENDING_REPLACE, t) for t in (S.FILLED, S.PENDING_CANCEL, S.CANCELED, S.EXPIRED,
-                                        S.REJECTED, S.LOST)]
+    + [
+        (S.PENDING_REPLACE, t)
+        for t in (S.FILLED, S.PENDING_CANCEL, S.CANCELED, S.EXPIRED, S.REJECTED, S.LOST)
+    ]
     # a broker may confirm a cancel we never saw acknowledged, or find a "lost" order again
-    + [(S.LOST, t) for t in (S.NEW, S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED,
-                             S.REJECTED)]
+    + [
+        (S.LOST, t)
+        for t in (S.NEW, S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED, S.REJECTED)
+    ]
 )
 
 _EPS = 1e-9
@@ -207,8 +236,9 @@ class OrderManager:
         return order
 
     def _orphan(self, kind: str, event: Any) -> None:
-        log.warning("%s: event for an unknown order kept for reconciliation: %s %r",
-                    self.venue, kind, event)
+        log.warning(
+            "%s: event for an unknown order kept for reconciliation: %s %r", self.venue, kind, event
+        )
         self.orphans.append((kind, event))
 
     # ---- events from the broker -----------------------------------------------------------
@@ -220,13 +250,20 @@ class OrderManager:
             self._orphan("accepted", (client_order_id, broker_order_id, ts))
             return None
         changed = False
-        if broker_order_id and order.broker_order_id != broker_order_id:
+        if (
+            broker_order_id
+            and order.broker_order_id != broker_order_id
+            and broker_order_id not in self._by_broker_id  # a late ack must not revert a newer id
+        ):
             self._set_broker_id(order, broker_order_id)
             changed = True
         if order.accepted_ts is None:
             order.accepted_ts = ts
         if order.status is S.PENDING_NEW:
             order.status = S.PARTIALLY_FILLED if order.filled_qty > _EPS else S.NEW
+            changed = True
+        elif order.status is S.LOST:  # the broker found a "lost" order again: it is working
+            self._set_status(order, S.PARTIALLY_FILLED if order.filled_qty > _EPS else S.NEW, ts)
             changed = True
         if changed:
             order.updated_ts = max(order.updated_ts, ts)
@@ -258,8 +295,13 @@ class OrderManager:
             # acknowledgements (possibly late); quantities come with the fills
             return self.on_accepted(order.client_order_id, broker_order_id, ts)
         if status is order.status or not can_transition(order.status, status):
-            log.debug("%s: absorbed status %s for %s (now %s)", self.venue, status.value,
-                      order.client_order_id, order.status.value)
+            log.debug(
+                "%s: absorbed status %s for %s (now %s)",
+                self.venue,
+                status.value,
+                order.client_order_id,
+                order.status.value,
+            )
             return order
         self._set_status(order, status, ts)
         if status is S.REJECTED:
@@ -277,8 +319,10 @@ class OrderManager:
             order.done_ts = ts
             self.open.pop(order.client_order_id, None)
             self._pending_replace.pop(order.client_order_id, None)
-        elif order.client_order_id not in self.open:
-            self.open[order.client_order_id] = order
+        else:
+            order.done_ts = None  # (reopened from LOST)
+            if order.client_order_id not in self.open:
+                self.open[order.client_order_id] = order
 
     def on_fill(self, fill: Fill) -> Order | None:
         """An execution. Duplicates (same ``fill_id``) are absorbed; a fill always counts, even
@@ -294,7 +338,9 @@ class OrderManager:
         prev = order.filled_qty
         new_qty = prev + fill.qty
         order.avg_fill_price = (
-            fill.price if not prev else ((order.avg_fill_price or 0.0) * prev + fill.price * fill.qty) / new_qty
+            fill.price
+            if not prev
+            else ((order.avg_fill_price or 0.0) * prev + fill.price * fill.qty) / new_qty
         )
         order.filled_qty = new_qty
         order.fees += fill.fee
@@ -306,7 +352,7 @@ class OrderManager:
         if new_qty >= order.qty - _EPS:
             if st is not S.FILLED:
                 self._set_status(order, S.FILLED, fill.ts)
-        elif st is S.PENDING_NEW or st is S.NEW:
+        elif st is S.PENDING_NEW or st is S.NEW or st is S.LOST:
             self._set_status(order, S.PARTIALLY_FILLED, fill.ts)
         if self.on_fill_hook is not None:
             self.on_fill_hook(fill, order)

@@ -63,8 +63,9 @@ class RiskLimits:
                 raise ConfigError(f"must be a whole number, not {v!r}", key=f"risk.{f.name}")
 
     @classmethod
-    def from_config(cls, value: Mapping[str, Any] | RiskLimits | None, *, file: str | None = None
-                    ) -> RiskLimits:
+    def from_config(
+        cls, value: Mapping[str, Any] | RiskLimits | None, *, file: str | None = None
+    ) -> RiskLimits:
         if value is None:
             return cls()
         if isinstance(value, RiskLimits):
@@ -137,8 +138,9 @@ class KillSwitch:
 class RiskManager:
     """Applies ``RiskLimits`` to one broker's orders."""
 
-    def __init__(self, limits: RiskLimits | None = None, kill_switch: KillSwitch | None = None
-                 ) -> None:
+    def __init__(
+        self, limits: RiskLimits | None = None, kill_switch: KillSwitch | None = None
+    ) -> None:
         self.limits = limits or RiskLimits()
         self.kill_switch = kill_switch or KillSwitch()
         self._sent: deque[int] = deque()

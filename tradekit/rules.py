@@ -62,6 +62,7 @@ _TYPE_OF: dict[Any, OrderType] = {m: m for m in OrderType}
 _TIF_OF: dict[Any, TimeInForce] = {m: m for m in TimeInForce}
 _SESSION_OF: dict[Any, Session] = {m: m for m in Session}
 _DONE = frozenset(s for s in OrderStatus if s.is_done)
+_NOT_RESTING = frozenset({_STOP, _STOP_LIMIT})
 
 _INF = math.inf
 #: Relative tolerance for "on the tick" and "a whole number" (absorbs float error like 190.01/0.01).
@@ -317,6 +318,11 @@ class _Spec:
         self.tradable = bool(inst.tradable)
 
 
+def _show(value: Any) -> str:
+    """An enum member by its value, anything else by its repr."""
+    return repr(getattr(value, "value", value))
+
+
 def _reject(reason: RejectReason, message: str) -> OrderRejected:
     return OrderRejected(reason, message)
 
@@ -471,7 +477,8 @@ class OrderRules:
         return f"{round(r * tick, dec):.{dec}f}"
 
     def format_qty(self, symbol: str, qty: float) -> str:
-        """The exact string sent for a quantity: "100", "0.5" (at most 9 decimals)."""
+        """The exact string sent for a quantity: "100", "0.5". A quantity with more than 9
+        decimals (brokers take at most 9) raises ``OrderRejected(INVALID)``."""
         if qty.__class__ is not float:
             qty = _number(qty, "qty", symbol)
         if not 0.0 <= qty < _INF:
@@ -482,10 +489,10 @@ class OrderRules:
         if abs(qty - r) <= _EPS * (qty if qty > 1.0 else 1.0):
             return str(r)
         s = f"{qty:.9f}".rstrip("0").rstrip(".")
-        if abs(float(s) - qty) > _EPS * (qty if qty > 1.0 else 1.0):
+        if abs(float(s) - qty) > 1e-12 * (qty if qty > 1.0 else 1.0):
             raise _reject(
-                RejectReason.FRACTIONAL,
-                f"qty {qty!r} for {symbol} has more than 9 decimals",
+                RejectReason.INVALID,
+                f"qty {qty!r} for {symbol} has more than 9 decimals; round it first",
             )
         return s
 
@@ -518,7 +525,7 @@ class OrderRules:
         side = _SIDE_OF.get(order.side)
         if side is None:
             raise _reject(
-                RejectReason.INVALID, f"side {order.side!r} for {symbol} must be buy or sell"
+                RejectReason.INVALID, f"side {_show(order.side)} for {symbol} must be buy or sell"
             )
         typ = _TYPE_OF.get(order.type)
         tif = _TIF_OF.get(order.tif)
@@ -561,13 +568,13 @@ class OrderRules:
         if typ is None or typ not in prof.order_types:
             raise _reject(
                 RejectReason.ORDER_TYPE,
-                f"order type {order.type!r} is not accepted by {self.name}; "
+                f"order type {_show(order.type)} is not accepted by {self.name}; "
                 f"allowed: {_names(prof.order_types)}",
             )
         if tif is None or tif not in prof.tifs:
             raise _reject(
                 RejectReason.ORDER_TYPE,
-                f"time in force {order.tif!r} is not accepted by {self.name}; "
+                f"time in force {_show(order.tif)} is not accepted by {self.name}; "
                 f"allowed: {_names(prof.tifs)}",
             )
         if (tif is _OPG or tif is _CLS) and typ is not _MARKET and typ is not _LIMIT:
@@ -602,14 +609,12 @@ class OrderRules:
             if abs(m - round(m)) > _EPS * (m if m > 1.0 else 1.0):
                 raise _reject(
                     RejectReason.LOT_SIZE,
-                    f"qty {_fmt(qty)} for {symbol} is not a multiple of the lot size "
-                    f"{_fmt(lot)}",
+                    f"qty {_fmt(qty)} for {symbol} is not a multiple of the lot size {_fmt(lot)}",
                 )
         if qty < spec.min_qty * (1.0 - _EPS):
             raise _reject(
                 RejectReason.MIN_QTY,
-                f"qty {_fmt(qty)} for {symbol} is below the minimum quantity "
-                f"{_fmt(spec.min_qty)}",
+                f"qty {_fmt(qty)} for {symbol} is below the minimum quantity {_fmt(spec.min_qty)}",
             )
         if spec.min_notional > 0.0:
             self._check_notional(spec, symbol, side, qty, lp, sp, context.quote)
@@ -656,7 +661,7 @@ class OrderRules:
                 if not guard:
                     continue
                 otyp = o.type
-                if otyp is _STOP or otyp is _STOP_LIMIT or otyp == "stop" or otyp == "stop_limit":
+                if otyp in _NOT_RESTING:
                     continue  # not live in the book until triggered
                 if o.qty - o.filled_qty <= 0.0:
                     continue
@@ -791,6 +796,24 @@ class OrderRules:
                 f"extended_hours=True",
             )
 
+    def sell_capacity(
+        self, symbol: str, held: float, committed: float, *, shorting: bool = True
+    ) -> float:
+        """The most shares a new sell may have without being refused for short selling or held
+        quantity (``inf`` when shorting is open), given the position ``held`` and the remaining
+        quantity ``committed`` to our other open sells."""
+        available = max(0.0, held - committed)
+        spec = self._specs.get(symbol) or self._spec(symbol)
+        prof = self.profile
+        if prof.refuse_sell_beyond_held and held > 0.0:
+            return available
+        can_short = (
+            shorting
+            and spec.shortable
+            and (not prof.short_requires_easy_to_borrow or spec.easy_to_borrow)
+        )
+        return _INF if can_short else available
+
     def _check_short(
         self,
         spec: _Spec,
@@ -832,9 +855,7 @@ class OrderRules:
     def _wash_error(
         self, symbol: str, side: Side, typ: OrderType, lp: float | None, o: Order
     ) -> OrderRejected:
-        ours = (
-            f"{side.value} {typ.value} {lp!r}" if lp is not None else f"{side.value} {typ.value}"
-        )
+        ours = f"{side.value} {typ.value} {lp!r}" if lp is not None else f"{side.value} {typ.value}"
         theirs = (
             f"{o.side} limit {o.limit_price!r}"
             if o.limit_price is not None and o.type != _MARKET

@@ -12,8 +12,9 @@ from .timeutil import NS_PER_S
 class RateLimiter:
     __slots__ = ("_reserve", "_sent", "_window", "limit")
 
-    def __init__(self, limit: int, per_seconds: float = 60.0, reserve_for_cancels: float = 0.1
-                 ) -> None:
+    def __init__(
+        self, limit: int, per_seconds: float = 60.0, reserve_for_cancels: float = 0.1
+    ) -> None:
         if limit <= 0:
             raise ValueError(f"rate limit {limit!r} must be positive")
         if not 0 <= reserve_for_cancels < 1:

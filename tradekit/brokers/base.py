@@ -101,7 +101,9 @@ class Broker(ABC):
     ) -> None:
         self._venue = venue or self.name
         self.rules: OrderRules = (
-            rules if isinstance(rules, OrderRules) else OrderRules.for_broker(rules or self.rules_profile)
+            rules
+            if isinstance(rules, OrderRules)
+            else OrderRules.for_broker(rules or self.rules_profile)
         )
         self.risk = _as_risk(risk, kill_switch)
         self.clock: Clock = as_clock(clock) or WallClock()
@@ -129,6 +131,10 @@ class Broker(ABC):
     def venue(self, value: str) -> None:
         self._venue = value
         self._om.venue = value
+
+    def set_clock(self, clock: Clock) -> None:
+        """Use ``clock`` from now on (the engine gives every broker its own clock)."""
+        self.clock = clock
 
     @property
     def kill_switch(self) -> KillSwitch:
@@ -221,8 +227,16 @@ class Broker(ABC):
         the rate limit refuse it. Prices are never changed: an off-tick price is refused."""
         now = self.clock.now_ns()
         order = self._om.create(
-            symbol, side, qty, type=type, limit_price=limit_price, stop_price=stop_price,
-            tif=tif, extended_hours=extended_hours, client_order_id=client_order_id, ts=now,
+            symbol,
+            side,
+            qty,
+            type=type,
+            limit_price=limit_price,
+            stop_price=stop_price,
+            tif=tif,
+            extended_hours=extended_hours,
+            client_order_id=client_order_id,
+            ts=now,
         )
         try:
             self._check_new(order, now)
@@ -260,10 +274,16 @@ class Broker(ABC):
             if o.side is side:
                 same += o.qty - o.filled_qty
         self.risk.check(
-            sym, side, order.qty, order.limit_price,
-            position=ctx.position, open_same_side=same,
-            open_orders=len(self._om.open), mid=quote.mid if quote and quote.bid > 0 else None,
-            now_ns=now, replacing=replacing is not None,
+            sym,
+            side,
+            order.qty,
+            order.limit_price,
+            position=ctx.position,
+            open_same_side=same,
+            open_orders=len(self._om.open),
+            mid=quote.mid if quote and quote.bid > 0 else None,
+            now_ns=now,
+            replacing=replacing is not None,
         )
         if self.throttle is not None and not self.throttle.try_acquire(now):
             raise OrderRejected(
@@ -271,7 +291,7 @@ class Broker(ABC):
                 f"{self._venue} request budget of {self.throttle.limit}/min is spent",
             )
 
-    def _check_account(self, order: Order, others: list[Order]) -> None:
+    def _check_account(self, order: Order, others: list[Order]) -> None:  # noqa: B027
         """Buying power and the like; adapters that know their account override it."""
 
     def cancel_order(self, order_or_client_order_id: Order | str) -> None:
@@ -298,7 +318,10 @@ class Broker(ABC):
         """Change an open order's quantity and/or limit price. Returns the same handle (its
         ``client_order_id`` is kept); the new values show once the broker confirms."""
         order = self._resolve(order)
-        if order.is_done or order.status in (OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_REPLACE):
+        if order.is_done or order.status in (
+            OrderStatus.PENDING_CANCEL,
+            OrderStatus.PENDING_REPLACE,
+        ):
             raise OrderRejected(
                 RejectReason.NOT_OPEN,
                 f"order {order.client_order_id} is {order.status.value}; it cannot be replaced now",
@@ -314,8 +337,15 @@ class Broker(ABC):
             )
         now = self.clock.now_ns()
         probe = OrderRequest(
-            order.symbol, order.side, new_qty, order.type, new_px, order.stop_price, order.tif,
-            order.extended_hours, order.venue,
+            order.symbol,
+            order.side,
+            new_qty,
+            order.type,
+            new_px,
+            order.stop_price,
+            order.tif,
+            order.extended_hours,
+            order.venue,
         )
         self._check_new(probe, now, replacing=order)  # type: ignore[arg-type]
         self.risk.on_sent(now)
@@ -343,6 +373,17 @@ class Broker(ABC):
         """Our open orders as known locally (no broker call)."""
         return self._om.open_orders(symbol)
 
+    def sell_capacity(self, symbol: str, exclude: Order | None = None) -> float:
+        """The most shares a new sell of ``symbol`` may have now without being refused for short
+        selling or held quantity (``inf`` when unbounded); ``exclude`` an order being replaced."""
+        committed = 0.0
+        for o in self._om.open.values():
+            if o.symbol == symbol and o.side is Side.SELL and o is not exclude:
+                committed += o.qty - o.filled_qty
+        return self.rules.sell_capacity(
+            symbol, self.portfolio.qty(symbol), committed, shorting=self.shorting
+        )
+
     def position(self, symbol: str) -> float:
         """Signed shares held, as known locally from fills."""
         return self.portfolio.qty(symbol)
@@ -351,8 +392,9 @@ class Broker(ABC):
     def _now(self, ts: int | None) -> int:
         return self.clock.now_ns() if ts is None else ts
 
-    def _ack(self, client_order_id: str | None, broker_order_id: str | None, ts: int | None = None
-             ) -> Order | None:
+    def _ack(
+        self, client_order_id: str | None, broker_order_id: str | None, ts: int | None = None
+    ) -> Order | None:
         return self._om.on_accepted(client_order_id, broker_order_id, self._now(ts))
 
     def _status(
@@ -366,8 +408,12 @@ class Broker(ABC):
         message: str | None = None,
     ) -> Order | None:
         return self._om.on_status(
-            client_order_id, status, self._now(ts), broker_order_id=broker_order_id,
-            reason=reason, message=message,
+            client_order_id,
+            status,
+            self._now(ts),
+            broker_order_id=broker_order_id,
+            reason=reason,
+            message=message,
         )
 
     def _fill(self, fill: Fill) -> Order | None:
@@ -384,16 +430,22 @@ class Broker(ABC):
         limit_price: float | None = None,
     ) -> Order | None:
         return self._om.on_replaced(
-            client_order_id, self._now(ts), broker_order_id=broker_order_id,
-            old_broker_order_id=old_broker_order_id, qty=qty, limit_price=limit_price,
+            client_order_id,
+            self._now(ts),
+            broker_order_id=broker_order_id,
+            old_broker_order_id=old_broker_order_id,
+            qty=qty,
+            limit_price=limit_price,
         )
 
-    def _replace_rejected(self, client_order_id: str, ts: int | None = None, message: str = ""
-                          ) -> Order | None:
+    def _replace_rejected(
+        self, client_order_id: str, ts: int | None = None, message: str = ""
+    ) -> Order | None:
         return self._om.on_replace_rejected(client_order_id, self._now(ts), message)
 
-    def _cancel_rejected(self, client_order_id: str, ts: int | None = None, message: str = ""
-                         ) -> Order | None:
+    def _cancel_rejected(
+        self, client_order_id: str, ts: int | None = None, message: str = ""
+    ) -> Order | None:
         return self._om.on_cancel_rejected(client_order_id, self._now(ts), message)
 
     def _on_fill_applied(self, fill: Fill, order: Order) -> None:
@@ -498,7 +550,11 @@ class DataFeed(ABC):
                 log.exception("%s: listener %r failed on %r", self.venue, cb, item)
 
     def subscribe(
-        self, symbols: Iterable[str] | str, *, quotes: bool = True, trades: bool = True,
+        self,
+        symbols: Iterable[str] | str,
+        *,
+        quotes: bool = True,
+        trades: bool = True,
         bars: bool = False,
     ) -> None:
         syms = {symbols} if isinstance(symbols, str) else set(symbols)
@@ -525,8 +581,9 @@ class DataFeed(ABC):
     async def get_trades(self, symbol: str, start: Any, end: Any) -> pd.DataFrame:
         return await self.history(symbol, start, end, kind="trades")
 
-    async def get_bars(self, symbol: str, start: Any, end: Any, timeframe: str = "1Min"
-                       ) -> pd.DataFrame:
+    async def get_bars(
+        self, symbol: str, start: Any, end: Any, timeframe: str = "1Min"
+    ) -> pd.DataFrame:
         return await self.history(symbol, start, end, kind="bars", timeframe=timeframe)
 
     async def history(

@@ -69,7 +69,7 @@ class Latency:
         if isinstance(value, int | float) and not isinstance(value, bool):
             if value < 0 or not math.isfinite(value):
                 raise ValueError(f"latency_ms {value!r} must be a number >= 0")
-            ns = int(round(value * NS_PER_MS))
+            ns = round(value * NS_PER_MS)
             return cls(ns, ns, ns)
         if isinstance(value, Mapping):
             allowed = {"order_ms", "cancel_ms", "data_ms"}
@@ -79,7 +79,7 @@ class Latency:
             vals = {k: float(value.get(k, 0)) for k in allowed}
             if any(v < 0 for v in vals.values()):
                 raise ValueError(f"latencies must be >= 0: {dict(value)!r}")
-            return cls(*(int(round(vals[k] * NS_PER_MS)) for k in ("order_ms", "cancel_ms", "data_ms")))
+            return cls(*(round(vals[k] * NS_PER_MS) for k in ("order_ms", "cancel_ms", "data_ms")))
         raise ValueError(f"latency_ms must be a number of ms or a table, not {value!r}")
 
 
@@ -103,8 +103,17 @@ class _DataClock:
 class _Rest:
     """One of our orders as the venue holds it."""
 
-    __slots__ = ("ahead", "expire_ns", "live", "order", "price", "qty", "sign", "stop_wait",
-                 "traded")
+    __slots__ = (
+        "ahead",
+        "expire_ns",
+        "live",
+        "order",
+        "price",
+        "qty",
+        "sign",
+        "stop_wait",
+        "traded",
+    )
 
     def __init__(self, order: Order) -> None:
         self.order = order
@@ -160,8 +169,13 @@ class PaperBroker(Broker):
         own = clock is None
         self._data_clock: _DataClock | SimClock | None = _DataClock() if own else None
         super().__init__(
-            venue=venue, rules=rules, risk=risk, clock=self._data_clock if own else as_clock(clock),
-            calendar=calendar, kill_switch=kill_switch, id_prefix=id_prefix,
+            venue=venue,
+            rules=rules,
+            risk=risk,
+            clock=self._data_clock if own else as_clock(clock),
+            calendar=calendar,
+            kill_switch=kill_switch,
+            id_prefix=id_prefix,
         )
         profile = self.rules.name if isinstance(rules, OrderRules) else str(rules)
         self.fees: FeeModel = FeeModel.from_config(fees) or FeeModel.for_broker(
@@ -180,12 +194,15 @@ class PaperBroker(Broker):
         for inst in (instruments or {}).values():
             self.rules.set_instrument(inst)
         self._events: list[tuple[int, int, Callable[..., None], tuple[Any, ...]]] = []
+        #: the engine's wake-up hook: called with (due_ns, broker) for each venue event scheduled
+        self.on_schedule: Callable[[int, PaperBroker], None] | None = None
         self._seq = 0
         self._book: dict[str, list[_Rest]] = {}
         self._rest_by_id: dict[str, _Rest] = {}
         self._taken: dict[tuple[str, int], tuple[float, float]] = {}  # (sym, side) -> (price, qty)
         self._n_fill = 0
         self._n_bid = 0
+        self._cancel_first: set[str] = set()  # cancels that reached the venue before their order
         self._new_broker_id_on_replace = profile == "alpaca"
         if profile == "alpaca":
             from ..throttle import RateLimiter
@@ -193,9 +210,15 @@ class PaperBroker(Broker):
             self.throttle = RateLimiter(200)
 
     # ---- time ------------------------------------------------------------------------------
+    def set_clock(self, clock: Clock) -> None:
+        self._data_clock = None  # the engine's clock rules now; data no longer moves it
+        self.clock = clock
+
     def _schedule(self, due: int, fn: Callable[..., None], *args: Any) -> None:
         self._seq += 1
         heapq.heappush(self._events, (due, self._seq, fn, args))
+        if self.on_schedule is not None:
+            self.on_schedule(due, self)
 
     def next_event_ns(self) -> int | None:
         """When the venue next has something to do (for the engine's event merge)."""
@@ -228,6 +251,12 @@ class PaperBroker(Broker):
             self._data_clock.set(ts)
         sym = quote.symbol
         prev = self._quotes.get(sym)
+        taken = self._taken
+        if taken:  # liquidity we took at a touch that has moved away is fresh when it returns
+            for key, px in (((sym, 1), quote.bid), ((sym, -1), quote.ask)):
+                t = taken.get(key)
+                if t is not None and abs(t[0] - px) > _EPS:
+                    del taken[key]
         Broker.on_quote(self, quote)
         book = self._book.get(sym)
         if book:
@@ -250,6 +279,8 @@ class PaperBroker(Broker):
                     self._maybe_trigger(r, px, px)
                 continue
             rp = r.price
+            if rp is None:
+                continue
             if (r.sign > 0 and px < rp - _EPS) or (r.sign < 0 and px > rp + _EPS):
                 self._fill_resting(r, r.remaining, rp, ts)  # traded through our price
             elif abs(px - rp) <= _EPS:
@@ -324,8 +355,10 @@ class PaperBroker(Broker):
 
     def _maybe_trigger(self, r: _Rest, up_px: float, down_px: float) -> None:
         stop = r.order.stop_price
-        if stop is None or (r.sign > 0 and up_px > 0 and up_px >= stop - _EPS) or (
-            r.sign < 0 and 0 < down_px <= stop + _EPS
+        if (
+            stop is None
+            or (r.sign > 0 and up_px > 0 and up_px >= stop - _EPS)
+            or (r.sign < 0 and 0 < down_px <= stop + _EPS)
         ):
             r.stop_wait = False
             self._execute(r)
@@ -339,12 +372,24 @@ class PaperBroker(Broker):
         self._n_fill += 1
         before = order.filled_qty
         fee = self.fees.fee(
-            order.side, qty, price, liq, order_qty_before=before,
+            order.side,
+            qty,
+            price,
+            liq,
+            order_qty_before=before,
             order_value_before=before * (order.avg_fill_price or 0.0),
         )
         return Fill(
-            f"{self.venue}-F{self._n_fill}", order.client_order_id, self.venue, order.symbol,
-            order.side, qty, price, fee, liq, ts,
+            f"{self.venue}-F{self._n_fill}",
+            order.client_order_id,
+            self.venue,
+            order.symbol,
+            order.side,
+            float(qty),
+            float(price),
+            fee,
+            liq,
+            ts,
         )
 
     def _take(self, r: _Rest, limit: float | None, ts: int, *, all_or_none: bool = False) -> None:
@@ -364,7 +409,9 @@ class PaperBroker(Broker):
         need = r.remaining
         for level in range(self.max_sweep_levels):
             px = round(touch + r.sign * level * tick, 10)
-            if limit is not None and ((r.sign > 0 and px > limit + _EPS) or (r.sign < 0 and px < limit - _EPS)):
+            if limit is not None and (
+                (r.sign > 0 and px > limit + _EPS) or (r.sign < 0 and px < limit - _EPS)
+            ):
                 break
             if px <= 0:
                 break
@@ -381,6 +428,8 @@ class PaperBroker(Broker):
             if px == touch:
                 self._take_note(sym, opp, px, qty)
             self._fill(self._make_fill(order, qty, px, Liquidity.TAKER, ts))
+        if order.is_done:  # filled on arrival: it never rests in the book
+            self._unrest(r)
 
     # ---- order life at the venue -----------------------------------------------------------
     def _send_submit(self, order: Order) -> None:
@@ -391,7 +440,10 @@ class PaperBroker(Broker):
 
     def _send_replace(self, order: Order, qty: float, limit_price: float | None) -> None:
         self._schedule(
-            self.clock.now_ns() + self.latency.cancel_ns, self._arrive_replace, order, qty,
+            self.clock.now_ns() + self.latency.cancel_ns,
+            self._arrive_replace,
+            order,
+            qty,
             limit_price,
         )
 
@@ -401,19 +453,26 @@ class PaperBroker(Broker):
 
     def _arrive(self, order: Order) -> None:
         now = self.clock.now_ns()
-        if order.status is OrderStatus.PENDING_CANCEL and order.broker_order_id is None:
+        if order.client_order_id in self._cancel_first:
             # the cancel overtook the order (shorter cancel latency): it never rests
+            self._cancel_first.discard(order.client_order_id)
             self._ack(order.client_order_id, self._broker_id(), now)
             self._status(order.client_order_id, OrderStatus.CANCELED, now)
             return
         if order.is_done:
             return
-        if order.type is OrderType.MARKET and order.symbol not in self._quotes and order.tif not in (
-            TimeInForce.OPG, TimeInForce.CLS
+        if (
+            order.type is OrderType.MARKET
+            and order.symbol not in self._quotes
+            and order.tif not in (TimeInForce.OPG, TimeInForce.CLS)
         ):
-            self._status(order.client_order_id, OrderStatus.REJECTED, now,
-                         reason=RejectReason.BROKER,
-                         message=f"no market data for {order.symbol}: a market order cannot be priced")
+            self._status(
+                order.client_order_id,
+                OrderStatus.REJECTED,
+                now,
+                reason=RejectReason.BROKER,
+                message=f"no market data for {order.symbol}: a market order cannot be priced",
+            )
             return
         self._ack(order.client_order_id, self._broker_id(), now)
         r = _Rest(order)
@@ -464,9 +523,12 @@ class PaperBroker(Broker):
         limit = r.price if order.type in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None
         is_market = limit is None
         q = self._quotes.get(order.symbol)
-        marketable = is_market or (
+        marketable = limit is None or (
             q is not None
-            and ((r.sign > 0 and 0 < q.ask <= limit + _EPS) or (r.sign < 0 and q.bid >= limit - _EPS > 0))
+            and (
+                (r.sign > 0 and 0 < q.ask <= limit + _EPS)
+                or (r.sign < 0 and q.bid >= limit - _EPS > 0)
+            )
         )
         if marketable:
             self._take(r, limit, now, all_or_none=order.tif is TimeInForce.FOK)
@@ -474,8 +536,12 @@ class PaperBroker(Broker):
             return
         if is_market or order.tif in (TimeInForce.IOC, TimeInForce.FOK):
             self._unrest(r)
-            self._status(order.client_order_id, OrderStatus.CANCELED, now,
-                         message="unfilled rest of an IOC/FOK/market order")
+            self._status(
+                order.client_order_id,
+                OrderStatus.CANCELED,
+                now,
+                message="unfilled rest of an IOC/FOK/market order",
+            )
             return
         self._place(r, q)
 
@@ -509,7 +575,9 @@ class PaperBroker(Broker):
         r = self._rest_by_id.get(order.client_order_id)
         if r is None:
             if order.broker_order_id is None and not order.is_done:
-                return  # the order itself has not arrived yet: _arrive sees PENDING_CANCEL
+                # the order itself has not arrived yet: it is canceled when it does
+                self._cancel_first.add(order.client_order_id)
+                return
             self._cancel_rejected(order.client_order_id, now, "order is no longer open")
             return
         self._unrest(r)
@@ -527,8 +595,9 @@ class PaperBroker(Broker):
         if limit_price is not None:
             r.price = limit_price
         new_id = self._broker_id() if self._new_broker_id_on_replace else order.broker_order_id
-        self._replaced(order.client_order_id, now, broker_order_id=new_id, qty=qty,
-                       limit_price=limit_price)
+        self._replaced(
+            order.client_order_id, now, broker_order_id=new_id, qty=qty, limit_price=limit_price
+        )
         if order.is_done:
             self._unrest(r)
             return
@@ -571,7 +640,17 @@ class PaperBroker(Broker):
         if not px:
             return
         need = opening * px
-        bp = self.buying_power()
+        pf = self.portfolio
+        # a replace: the order being replaced (open, not among ``others``) frees its reservation
+        replaced = next(
+            (
+                o
+                for o in self._om.open.values()
+                if o.symbol == order.symbol and o is not order and all(o is not x for x in others)
+            ),
+            None,
+        )
+        bp = max(0.0, pf.equity() * self.leverage - pf.gross_exposure() - self._reserved(replaced))
         if need > bp + 1e-6:
             raise OrderRejected(
                 RejectReason.INSUFFICIENT_BUYING_POWER,

@@ -1,0 +1,5 @@
+"""``python -m tradekit``: the ``tradekit`` command."""
+
+from .cli import main
+
+raise SystemExit(main())
