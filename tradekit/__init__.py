@@ -8,9 +8,13 @@ imports no broker SDK, prints nothing and reads no credentials.
 from __future__ import annotations
 
 from ._version import __version__
+
+# last: the function ``backtest`` shadows the module of the same name on the package
+from .backtest import backtest
 from .brokers.base import Broker, Capabilities, DataFeed
 from .calendar import MarketCalendar
 from .clock import Clock, SimClock, WallClock
+from .config import Config, load_config
 from .enums import (
     Liquidity,
     OrderStatus,
@@ -47,18 +51,22 @@ from .model import (
     TickRule,
     Trade,
 )
+from .results import BacktestResult
 from .risk import KillSwitch, RiskLimits
 from .rules import OrderRules
+from .strategies import Strategy
 
 __all__ = [
     "Account",
     "AuthError",
+    "BacktestResult",
     "Bar",
     "Broker",
     "BrokerError",
     "BrokerTimeout",
     "Capabilities",
     "Clock",
+    "Config",
     "ConfigError",
     "DataError",
     "DataFeed",
@@ -85,6 +93,7 @@ __all__ = [
     "Session",
     "Side",
     "SimClock",
+    "Strategy",
     "TickRule",
     "TimeInForce",
     "Trade",
@@ -92,4 +101,6 @@ __all__ = [
     "TransientBrokerError",
     "WallClock",
     "__version__",
+    "backtest",
+    "load_config",
 ]
