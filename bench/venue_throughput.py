@@ -27,8 +27,17 @@ def make_quotes(n: int, seed: int) -> list[Quote]:
         t += rng.randrange(1, 40_000_000)
         bid += rng.choice((-1, 0, 0, 1))
         ask = bid + rng.randrange(1, 4)
-        out.append(Quote(t, "AAPL", bid / 100, rng.randrange(1, 11) * 100, ask / 100,
-                         rng.randrange(1, 11) * 100, "paper"))
+        out.append(
+            Quote(
+                t,
+                "AAPL",
+                bid / 100,
+                rng.randrange(1, 11) * 100,
+                ask / 100,
+                rng.randrange(1, 11) * 100,
+                "paper",
+            )
+        )
     return out
 
 
@@ -70,8 +79,10 @@ def main() -> None:
     n = len(quotes)
     print(f"quotes:               {n:,}")
     print(f"bare loop:            {n / base:,.0f} quotes/s")
-    print(f"simulated venue:      {n / venue:,.0f} quotes/s  (2 resting orders, "
-          f"{len(paper.open_orders())} still open, {len(paper.portfolio.symbols())} symbol)")
+    print(
+        f"simulated venue:      {n / venue:,.0f} quotes/s  (2 resting orders, "
+        f"{len(paper.open_orders())} still open, {len(paper.portfolio.symbols())} symbol)"
+    )
     print(f"venue / bare ratio:   {base / venue:.3f}  (the venue's share of the bare loop's speed)")
 
 

@@ -98,7 +98,7 @@ def results(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> types.ModuleType
 def fake_backtest(
     monkeypatch: pytest.MonkeyPatch, behaviour: Callable[[], None] | None = None
 ) -> list[dict[str, Any]]:
-    """Install a fake ``tradekit.backtest``; returns the recorded calls."""
+    """Install a fake ``tradekit.backtesting``; returns the recorded calls."""
     calls: list[dict[str, Any]] = []
 
     def backtest(config: Any, **kwargs: Any) -> FakeResult:
@@ -109,7 +109,7 @@ def fake_backtest(
         calls[-1]["result"] = result
         return result
 
-    fake_module(monkeypatch, "tradekit.backtest", backtest=backtest)
+    fake_module(monkeypatch, "tradekit.backtesting", backtest=backtest)
     return calls
 
 

@@ -7,10 +7,12 @@ imports no broker SDK, prints nothing and reads no credentials.
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
 
 # last: the function ``backtest`` shadows the module of the same name on the package
-from .backtest import backtest
 from .brokers.base import Broker, Capabilities, DataFeed
 from .calendar import MarketCalendar
 from .clock import Clock, SimClock, WallClock
@@ -51,10 +53,26 @@ from .model import (
     TickRule,
     Trade,
 )
-from .results import BacktestResult
 from .risk import KillSwitch, RiskLimits
 from .rules import OrderRules
 from .strategies import Strategy
+
+if TYPE_CHECKING:
+    from .backtesting import backtest
+    from .results import BacktestResult
+
+#: names loaded on first use (they bring pandas in): name -> module
+_LAZY = {"backtest": ".backtesting", "BacktestResult": ".results"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tradekit' has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Account",

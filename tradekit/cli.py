@@ -170,71 +170,128 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser(
-        "backtest", parents=[common], help="replay or simulate a day and write the results",
+        "backtest",
+        parents=[common],
+        help="replay or simulate a day and write the results",
         description="Run a strategy over simulated (synthetic) or replayed market data.",
     )
     p.add_argument("config", metavar="CONFIG", help="TOML config file")
-    p.add_argument("--data", action="append", metavar="FILE", default=None,
-                   help="replay data file (CSV or Parquet); repeatable")
-    p.add_argument("--start", type=_timestamp_arg, metavar="ISO",
-                   help="start, ISO-8601 with an offset (default: the data's or the day's start)")
-    p.add_argument("--end", type=_timestamp_arg, metavar="ISO",
-                   help="end, ISO-8601 with an offset (default: the data's or the day's end)")
+    p.add_argument(
+        "--data",
+        action="append",
+        metavar="FILE",
+        default=None,
+        help="replay data file (CSV or Parquet); repeatable",
+    )
+    p.add_argument(
+        "--start",
+        type=_timestamp_arg,
+        metavar="ISO",
+        help="start, ISO-8601 with an offset (default: the data's or the day's start)",
+    )
+    p.add_argument(
+        "--end",
+        type=_timestamp_arg,
+        metavar="ISO",
+        help="end, ISO-8601 with an offset (default: the data's or the day's end)",
+    )
     p.add_argument("--seed", type=_seed_arg, metavar="N", help="random seed (overrides [market])")
-    p.add_argument("--out", metavar="DIR",
-                   help="output directory (default: ./tradekit-out/<UTC timestamp>)")
-    p.add_argument("--strict", action="store_true",
-                   help="stop at the first bad data row (exit 2) instead of skipping it")
+    p.add_argument(
+        "--out", metavar="DIR", help="output directory (default: ./tradekit-out/<UTC timestamp>)"
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at the first bad data row (exit 2) instead of skipping it",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_backtest, default_log_level="WARNING")
 
     p = sub.add_parser(
-        "run", parents=[common], help="run a strategy live (paper or real brokers)",
+        "run",
+        parents=[common],
+        help="run a strategy live (paper or real brokers)",
         description="Run the configured strategy against the configured venues.",
     )
     p.add_argument("config", metavar="CONFIG", help="TOML config file")
-    p.add_argument("--duration", type=_positive_float, metavar="S",
-                   help="stop after S seconds (default: until the session ends or Ctrl-C)")
-    p.add_argument("--speed", type=_positive_float, metavar="X", default=1.0,
-                   help="speed factor of simulated time for synthetic/replay feeds (default: 1)")
-    p.add_argument("--out", metavar="DIR",
-                   help="output directory (default: ./tradekit-out/<UTC timestamp>)")
-    p.add_argument("--journal", metavar="PATH",
-                   help="SQLite journal; restarting from it resumes and reconciles")
+    p.add_argument(
+        "--duration",
+        type=_positive_float,
+        metavar="S",
+        help="stop after S seconds (default: until the session ends or Ctrl-C)",
+    )
+    p.add_argument(
+        "--speed",
+        type=_positive_float,
+        metavar="X",
+        default=1.0,
+        help="speed factor of simulated time for synthetic/replay feeds (default: 1)",
+    )
+    p.add_argument(
+        "--out", metavar="DIR", help="output directory (default: ./tradekit-out/<UTC timestamp>)"
+    )
+    p.add_argument(
+        "--journal",
+        metavar="PATH",
+        help="SQLite journal; restarting from it resumes and reconciles",
+    )
     p.set_defaults(handler=_cmd_run, default_log_level="INFO")
 
     p = sub.add_parser(
-        "check", parents=[common], help="validate a config and print the resolved settings",
+        "check",
+        parents=[common],
+        help="validate a config and print the resolved settings",
         description="Validate a config file and print its resolved settings (secrets masked).",
     )
     p.add_argument("config", metavar="CONFIG", help="TOML config file")
-    p.add_argument("--format", choices=("toml", "json"), default="toml",
-                   help="output format (default: toml)")
+    p.add_argument(
+        "--format", choices=("toml", "json"), default="toml", help="output format (default: toml)"
+    )
     p.set_defaults(handler=_cmd_check, default_log_level="WARNING")
 
     p = sub.add_parser(
-        "calendar", parents=[common], help="a day's sessions (pre, regular, post)",
+        "calendar",
+        parents=[common],
+        help="a day's sessions (pre, regular, post)",
         description="Print a day's pre, regular and post sessions in ET and UTC.",
     )
-    p.add_argument("date", nargs="?", type=_date_arg, metavar="DATE",
-                   help="YYYY-MM-DD (default: today in New York)")
+    p.add_argument(
+        "date",
+        nargs="?",
+        type=_date_arg,
+        metavar="DATE",
+        help="YYYY-MM-DD (default: today in New York)",
+    )
     p.add_argument("--calendar", default="NYSE", help="market calendar (default: NYSE)")
     p.set_defaults(handler=_cmd_calendar, default_log_level="WARNING")
 
-    p = sub.add_parser("data", parents=[common], help="market data tools",
-                       description="Market data tools.")
+    p = sub.add_parser(
+        "data", parents=[common], help="market data tools", description="Market data tools."
+    )
     p.set_defaults(handler=None, subparser=p, default_log_level="INFO")
     data_sub = p.add_subparsers(dest="data_command", metavar="COMMAND")
     d = data_sub.add_parser(
-        "download", parents=[common], help="download historical quotes, trades or bars",
+        "download",
+        parents=[common],
+        help="download historical quotes, trades or bars",
         description="Download historical data from a broker into a CSV or Parquet file.",
     )
     d.add_argument("--venue", required=True, choices=("alpaca", "ibkr"), help="data source")
     d.add_argument("symbol", metavar="SYMBOL")
-    d.add_argument("--start", required=True, type=_iso_arg, metavar="ISO",
-                   help="a date (2026-11-24) or an ISO-8601 timestamp with an offset")
-    d.add_argument("--end", required=True, type=_iso_arg, metavar="ISO",
-                   help="a date (2026-11-24) or an ISO-8601 timestamp with an offset")
+    d.add_argument(
+        "--start",
+        required=True,
+        type=_iso_arg,
+        metavar="ISO",
+        help="a date (2026-11-24) or an ISO-8601 timestamp with an offset",
+    )
+    d.add_argument(
+        "--end",
+        required=True,
+        type=_iso_arg,
+        metavar="ISO",
+        help="a date (2026-11-24) or an ISO-8601 timestamp with an offset",
+    )
     d.add_argument("--kind", required=True, choices=("quotes", "trades", "bars"))
     d.add_argument("--out", required=True, metavar="FILE", help="output file (.csv or .parquet)")
     d.set_defaults(handler=_cmd_data_download, default_log_level="INFO")
@@ -332,8 +389,8 @@ def _configure_logging(level: str) -> Callable[[], None]:
 
 
 def _import(name: str) -> ModuleType:
-    """Import a tradekit submodule by name (``importlib``: ``tradekit.backtest`` the module, not
-    the ``tradekit.backtest`` function re-exported by the package)."""
+    """Import a tradekit submodule by name (``importlib``, so the modules load only when a
+    command needs them)."""
     return importlib.import_module(name)
 
 
@@ -362,7 +419,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     from .config import load_config
 
     config = load_config(args.config)
-    backtest = _import("tradekit.backtest").backtest
+    backtest = _import("tradekit.backtesting").backtest
     out = Path(args.out) if args.out else _default_out_dir()
     result = backtest(
         config,

@@ -43,6 +43,8 @@ class SimClock:
             self._ns = ns
 
     def advance(self, delta_ns: int) -> None:
+        if delta_ns < 0:
+            raise ValueError(f"a clock only moves forward: delta {delta_ns!r} ns")
         self._ns += delta_ns
 
     def __repr__(self) -> str:

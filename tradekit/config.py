@@ -96,8 +96,11 @@ def mask_secrets(value: Any) -> Any:
     ``"***"`` (see :func:`is_secret_key`)."""
     if isinstance(value, Mapping):
         return {
-            k: (MASK if isinstance(k, str) and is_secret_key(k) and v is not None
-                else mask_secrets(v))
+            k: (
+                MASK
+                if isinstance(k, str) and is_secret_key(k) and v is not None
+                else mask_secrets(v)
+            )
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):
@@ -256,7 +259,8 @@ class Config:
             if not isinstance(self.strategy, StrategyConfig):
                 raise ConfigError(
                     "strategy parameters given but the config has no [strategy] table",
-                    file=self.path, key="strategy",
+                    file=self.path,
+                    key="strategy",
                 )
             params = {**self.strategy.params, **strategy_params}
             strat = v.strategy({"kind": self.strategy.kind, **params}, cfg.venues)
@@ -725,7 +729,7 @@ class _Validator:
         try:
             FeeModel.from_config(value)
         except ConfigError as e:
-            sub = e.key[len("fees"):] if e.key and e.key.startswith("fees") else ""
+            sub = e.key[len("fees") :] if e.key and e.key.startswith("fees") else ""
             raise self.error(key + sub, e.message) from None
         return _copy(value)
 
@@ -734,7 +738,7 @@ class _Validator:
         if not re.fullmatch(r"[A-Z]{3}", text):
             raise self.error(
                 key,
-                f"must be a 3-letter ISO currency code such as \"USD\", not {_show(value, key)}",
+                f'must be a 3-letter ISO currency code such as "USD", not {_show(value, key)}',
             )
         return text
 
@@ -753,8 +757,9 @@ class _Validator:
             "session.cancel_before_close_s",
             minimum=0,
         )
-        flatten = self.boolean(body.get("flatten_at_close", d.flatten_at_close),
-                               "session.flatten_at_close")
+        flatten = self.boolean(
+            body.get("flatten_at_close", d.flatten_at_close), "session.flatten_at_close"
+        )
         stale = body.get("stale_data_s")
         if stale is not None:
             stale = float(self.number(stale, "session.stale_data_s", positive=True))
@@ -824,8 +829,7 @@ class _Validator:
         if day is None:
             raise self.error(
                 key,
-                f"must be a date YYYY-MM-DD (2026-11-24 or \"2026-11-24\"), "
-                f"not {_show(value, key)}",
+                f'must be a date YYYY-MM-DD (2026-11-24 or "2026-11-24"), not {_show(value, key)}',
             )
         cal = get_calendar(calendar)
         try:
@@ -847,9 +851,7 @@ class _Validator:
     def strategy(self, value: Any, venues: Mapping[str, Any]) -> StrategyConfig:
         body = self.table(value, "strategy")
         if "kind" not in body:
-            raise self.error(
-                "strategy.kind", f"required; one of {' | '.join(strategy_kinds())}"
-            )
+            raise self.error("strategy.kind", f"required; one of {' | '.join(strategy_kinds())}")
         kind = body["kind"]
         kinds = strategy_kinds()
         if not isinstance(kind, str) or kind not in kinds:

@@ -37,14 +37,16 @@ from .timeutil import NS_PER_S
 
 log = logging.getLogger("tradekit.engine")
 
-_K_VENUE, _K_DATA, _K_TIMER, _K_SESSION, _K_CLOSING = range(5)
+_K_CALL, _K_DATA, _K_TIMER, _K_SESSION, _K_CLOSING = range(5)
 MARKOUT_HORIZONS_S = (1, 10, 60)
 _FAR_FUTURE = 2**62
-_LIVE = (
-    OrderStatus.NEW,
-    OrderStatus.PARTIALLY_FILLED,
-    OrderStatus.PENDING_CANCEL,
-    OrderStatus.PENDING_REPLACE,
+_LIVE = frozenset(
+    (
+        OrderStatus.NEW,
+        OrderStatus.PARTIALLY_FILLED,
+        OrderStatus.PENDING_CANCEL,
+        OrderStatus.PENDING_REPLACE,
+    )
 )
 _QUOTED = {
     "regular": frozenset({Session.REGULAR}),
@@ -64,6 +66,8 @@ class _Route:
     on_trade: list[Callable[[Trade], None]] = field(default_factory=list)
     on_bar: list[Callable[[Bar], None]] = field(default_factory=list)
     on_status: list[Callable[[MarketStatus], None]] = field(default_factory=list)
+    on_order: list[Callable[[Order], None]] = field(default_factory=list)
+    on_fill: list[Callable[[Fill], None]] = field(default_factory=list)
     strategies: list[Strategy] = field(default_factory=list)
     pending: dict[str, list[tuple[int, int, float, float, float]]] = field(default_factory=dict)
 
@@ -205,8 +209,8 @@ class Engine:
         if broker.risk.kill_switch is not self.kill_switch:
             broker.risk.kill_switch = self.kill_switch
             self.kill_switch.add_listener(broker._on_kill)
-        if hasattr(broker, "on_schedule"):
-            broker.on_schedule = self._wake
+        if hasattr(broker, "scheduler"):
+            broker.scheduler = self._call_at
         broker.add_listener(functools.partial(self._on_broker_event, name))
         self.routes[name] = _Route(name, broker, int(data_latency_ms * 1_000_000), replay)
 
@@ -230,6 +234,8 @@ class Engine:
                     ("on_trade", r.on_trade),
                     ("on_bar", r.on_bar),
                     ("on_status", r.on_status),
+                    ("on_order", r.on_order),
+                    ("on_fill", r.on_fill),
                 ):
                     fn = getattr(s, attr)
                     if getattr(type(s), attr) is not getattr(Strategy, attr):
@@ -276,9 +282,10 @@ class Engine:
         self._seq += 1
         heapq.heappush(self._heap, (ts, self._seq, kind, payload))
 
-    def _wake(self, due: int, broker: Any) -> None:
+    def _call_at(self, due: int, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
+        """A venue's event: run ``fn(*args)`` at ``due`` (simulated venues schedule here)."""
         self._seq += 1
-        heapq.heappush(self._heap, (due, self._seq, _K_VENUE, broker))
+        heapq.heappush(self._heap, (due, self._seq, _K_CALL, (fn, args)))
 
     def next_due_ns(self) -> int | None:
         return self._heap[0][0] if self._heap else None
@@ -291,8 +298,8 @@ class Engine:
             due, _, kind, payload = heapq.heappop(heap)
             if due > clock._ns:
                 clock._ns = due
-            if kind == _K_VENUE:
-                payload.advance_to(due)
+            if kind == _K_CALL:
+                payload[0](*payload[1])
             elif kind == _K_DATA:
                 self._deliver(*payload)
             elif kind == _K_TIMER:
@@ -374,12 +381,12 @@ class Engine:
         r = self.routes[venue]
         if type(obj) is Fill:
             self._record_fill(r, obj)
-            for s in r.strategies:
-                s.on_fill(obj)
+            for fill_cb in r.on_fill:
+                fill_cb(obj)
         elif isinstance(obj, Order):
             self._uptime.on_order(obj, self.clock._ns)
-            for s in r.strategies:
-                s.on_order(obj)
+            for order_cb in r.on_order:
+                order_cb(obj)
 
     def _record_fill(self, r: _Route, fill: Fill) -> None:
         self.fills.append(fill)
@@ -406,14 +413,21 @@ class Engine:
     # ---- market data --------------------------------------------------------------------------
     def process(self, ev: Any, venue: str) -> None:
         """Route one market event of ``venue`` (the venue first, then strategies)."""
-        r = self.routes[venue]
+        self._process(self.routes[venue], ev)
+
+    def _markout_quote(
+        self, r: _Route, pend: list[tuple[int, int, float, float, float]], q: Quote
+    ) -> None:
+        prev = r.broker.last_quote(q.symbol)
+        if prev is not None and prev.bid > 0 and prev.ask > 0:
+            self._markouts(pend, q.ts, (prev.bid + prev.ask) * 0.5)
+
+    def _process(self, r: _Route, ev: Any) -> None:
         t = type(ev)
         if t is Quote:
             pend = r.pending.get(ev.symbol)
             if pend and pend[0][0] <= ev.ts:
-                prev = r.broker.last_quote(ev.symbol)
-                if prev is not None and prev.bid > 0 and prev.ask > 0:
-                    self._markouts(pend, ev.ts, (prev.bid + prev.ask) * 0.5)
+                self._markout_quote(r, pend, ev)
             r.broker.on_quote(ev)
             cbs: list[Any] = r.on_quote
         elif t is Trade:
@@ -444,7 +458,6 @@ class Engine:
         """Set the clock and the session schedule; call ``on_start``."""
         self.start_ns, self.end_ns = start_ns, end_ns
         self.clock._ns = start_ns
-        self._t0_wall = time.perf_counter()
         self._wire()
         self._session = self._calendar.session_at(start_ns)
         self._schedule_next_session(start_ns)
@@ -455,6 +468,7 @@ class Engine:
         self._replay_venues = [n for n, r in self.routes.items() if r.replay]
         self._next_sample = start_ns
         self._started = True
+        self._t0_wall = time.perf_counter()  # after the one-off set-up (calendar tables)
         for s in self.strategies:
             s.on_start()
 
@@ -480,8 +494,15 @@ class Engine:
         if end_ns is None:
             end_ns = _FAR_FUTURE
         self.start(start_ns, end_ns)
-        step = self.step
+        heap = self._heap
+        clock = self.clock
+        routes = self.routes
+        run_due = self.run_due
+        route_event = self._route_event
         span = max(1, end_ns - start_ns)
+        sample_iv = self.sample_interval_ns
+        next_sample = self._next_sample
+        n = self.events
         last_ts = start_ns
         for ev in it:
             ts = ev.ts
@@ -489,10 +510,30 @@ class Engine:
                 continue
             if ts > end_ns:
                 break
-            step(ev)
+            if heap and heap[0][0] <= ts:
+                run_due(ts)
+            clock._ns = ts
+            n += 1
+            # the hot path, inlined: a quote for a named venue without data latency (what
+            # ``_process`` does for it); everything else takes the general route
+            r = routes.get(ev.venue)
+            if r is not None and type(ev) is Quote and not r.latency_ns:
+                pend = r.pending.get(ev.symbol)
+                if pend and pend[0][0] <= ts:
+                    self._markout_quote(r, pend, ev)
+                r.broker.on_quote(ev)
+                for cb in r.on_quote:
+                    cb(ev)
+            else:
+                route_event(ev)
+            if ts >= next_sample:
+                self._sample(ts)
+                next_sample = ts + sample_iv
+                if progress is not None:
+                    progress((ts - start_ns) / span, n)
             last_ts = ts
-            if progress is not None and not self.events & 0x7FFF:
-                progress((ts - start_ns) / span, self.events)
+        self.events = n
+        self._next_sample = next_sample
         if open_end:
             end_ns = last_ts
         self.end_ns = end_ns
@@ -508,16 +549,20 @@ class Engine:
             self.run_due(ts)
         self.clock._ns = ts
         self.events += 1
-        v = ev.venue
-        if v:
-            if v in self.routes:
-                self.process(ev, v)
-        else:
-            for rv in self._replay_venues:
-                self.process(msgspec.structs.replace(ev, venue=rv), rv)
+        self._route_event(ev)
         if ts >= self._next_sample:
             self._sample(ts)
             self._next_sample = ts + self.sample_interval_ns
+
+    def _route_event(self, ev: Any) -> None:
+        v = ev.venue
+        if v:
+            r = self.routes.get(v)
+            if r is not None:
+                self._process(r, ev)
+        else:
+            for rv in self._replay_venues:
+                self._process(self.routes[rv], msgspec.structs.replace(ev, venue=rv))
 
     def _sample(self, ts: int) -> None:
         smp = self._samples
@@ -559,10 +604,10 @@ class Engine:
             heap = self._heap
             while heap:
                 due, _, kind, payload = heapq.heappop(heap)
-                if kind == _K_VENUE:
+                if kind == _K_CALL:
                     if due > self.clock._ns:
                         self.clock._ns = due
-                    payload.advance_to(due)
+                    payload[0](*payload[1])
         return self._record(end_ts)
 
     def _record(self, end_ts: int) -> RunRecord:

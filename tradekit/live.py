@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .backtest import _merge, _strategies, build_engine
+from .backtesting import _merge, _strategies, build_engine
 from .brokers import get as get_broker
 from .brokers.base import Broker, DataFeed
 from .config import Config, load_config

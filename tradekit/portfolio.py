@@ -47,14 +47,19 @@ class Portfolio:
             p.avg_price = avg_price
             p.basis_unknown = False
 
+    def __contains__(self, symbol: object) -> bool:
+        """Whether the symbol is tracked (held now or before, or seeded)."""
+        return symbol in self._pos
+
     def qty(self, symbol: str) -> float:
         p = self._pos.get(symbol)
         return 0.0 if p is None else p.qty
 
     def mark(self, symbol: str, price: float) -> None:
+        """The latest price of a symbol held (symbols never held are not tracked)."""
         p = self._pos.get(symbol)
         if p is None:
-            p = self._pos[symbol] = _Pos()
+            return
         p.mark = price
         if p.basis_unknown:
             p.avg_price = price
@@ -123,6 +128,16 @@ class Portfolio:
         return sum(
             abs(p.qty) * (p.mark if p.mark is not None else p.avg_price) for p in self._pos.values()
         )
+
+    def equity_and_gross(self) -> tuple[float, float]:
+        """(cash + market value, gross exposure) in one pass."""
+        mv = gross = 0.0
+        for p in self._pos.values():
+            if p.qty:
+                v = p.qty * (p.mark if p.mark is not None else p.avg_price)
+                mv += v
+                gross += abs(v)
+        return self.cash + mv, gross
 
     def equity(self) -> float:
         return self.cash + self.market_value()

@@ -143,9 +143,15 @@ class RiskManager:
     ) -> None:
         self.limits = limits or RiskLimits()
         self.kill_switch = kill_switch or KillSwitch()
+        self._any_limit = self.limits.any
         self._sent: deque[int] = deque()
         self._day: int | None = None
         self._day_start_pnl = 0.0
+
+    @property
+    def active(self) -> bool:
+        """Whether ``check`` can refuse anything (a limit is set or the kill switch tripped)."""
+        return self._any_limit or self.kill_switch.tripped
 
     def check(
         self,

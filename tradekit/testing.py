@@ -165,8 +165,9 @@ class BrokerHarness(ABC):
         for kind in ("submit", "cancel", "replace"):
             orig: Callable[..., None] = getattr(b, f"_send_{kind}")
 
-            def counted(order: Order, *args: Any, _orig: Callable[..., None] = orig,
-                        _kind: str = kind) -> None:
+            def counted(
+                order: Order, *args: Any, _orig: Callable[..., None] = orig, _kind: str = kind
+            ) -> None:
                 self.sends.append((_kind, order.client_order_id))
                 _orig(order, *args)
 
@@ -253,8 +254,9 @@ class PaperHarness(BrokerHarness):
 
     features = frozenset({"set_time", "inject_duplicate", "inject_out_of_order"})
 
-    def __init__(self, symbol: str = "AAPL", *, start: Any = DEFAULT_START, **broker_kwargs: Any
-                 ) -> None:
+    def __init__(
+        self, symbol: str = "AAPL", *, start: Any = DEFAULT_START, **broker_kwargs: Any
+    ) -> None:
         self.start_ns = to_ns(start)
         self.clock = SimClock(self.start_ns)
         broker_kwargs.setdefault("id_prefix", "h")
@@ -310,8 +312,9 @@ class PaperHarness(BrokerHarness):
         return True
 
 
-async def _rest(h: BrokerHarness, side: Side = Side.BUY, qty: float = 100,
-                price: float | None = None, **kw: Any) -> Order:
+async def _rest(
+    h: BrokerHarness, side: Side = Side.BUY, qty: float = 100, price: float | None = None, **kw: Any
+) -> Order:
     """A passive limit order (joining our side's touch by default), settled into NEW."""
     bid, _, ask, _ = h.quote
     if price is None:
@@ -338,8 +341,9 @@ def _avg(o: Order) -> float:
     return o.avg_fill_price
 
 
-def _rejected(h: BrokerHarness, reason: RejectReason, side: Side | str, qty: float,
-              **kw: Any) -> OrderRejected:
+def _rejected(
+    h: BrokerHarness, reason: RejectReason, side: Side | str, qty: float, **kw: Any
+) -> OrderRejected:
     sent = h.sent("submit")
     with pytest.raises(OrderRejected) as info:
         h.broker.submit_order(h.symbol, side, qty, **kw)
@@ -400,7 +404,12 @@ class BrokerContractTests:
         assert o.broker_order_id is None
         assert o.type is OrderType.LIMIT and o.limit_price == 189.90
         assert (o.symbol, o.side, o.qty, o.tif, o.extended_hours) == (
-            sym, Side.BUY, 100.0, TimeInForce.DAY, False)
+            sym,
+            Side.BUY,
+            100.0,
+            TimeInForce.DAY,
+            False,
+        )
         assert o.venue == b.venue and o.filled_qty == 0 and o.avg_fill_price is None
         assert o.created_ts == harness.now_ns and o.created_at.tzinfo is not None
         assert b.get_order(o.client_order_id) is o
@@ -412,11 +421,18 @@ class BrokerContractTests:
 
     async def test_client_order_id_is_kept_and_unique(self, harness: BrokerHarness) -> None:
         b = harness.broker
-        o = b.submit_order(harness.symbol, Side.BUY, 10, limit_price=189.5,
-                           client_order_id="contract-1")
+        o = b.submit_order(
+            harness.symbol, Side.BUY, 10, limit_price=189.5, client_order_id="contract-1"
+        )
         assert o.client_order_id == "contract-1"
-        _rejected(harness, RejectReason.DUPLICATE_ID, Side.BUY, 10, limit_price=189.4,
-                  client_order_id="contract-1")
+        _rejected(
+            harness,
+            RejectReason.DUPLICATE_ID,
+            Side.BUY,
+            10,
+            limit_price=189.4,
+            client_order_id="contract-1",
+        )
         await harness.settle()
         assert o.client_order_id == "contract-1" and o.status is OrderStatus.NEW
 
@@ -463,9 +479,13 @@ class BrokerContractTests:
             assert isinstance(f.ts, int) and f.time.tzinfo is not None
         assert o.fees == pytest.approx(sum(f.fee for f in fills))
         assert rec.statuses(o.client_order_id) == [
-            OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED]
+            OrderStatus.NEW,
+            OrderStatus.PARTIALLY_FILLED,
+            OrderStatus.FILLED,
+        ]
         assert [u[2] for u in rec.updates if u[0] == o.client_order_id] == pytest.approx(
-            [0, 40, 100])
+            [0, 40, 100]
+        )
         assert o not in await b.get_open_orders()
 
     async def test_marketable_order_fills_as_taker(self, harness: BrokerHarness) -> None:
@@ -492,7 +512,10 @@ class BrokerContractTests:
         await harness.fill(o, 70, 190.00)
         cid = o.client_order_id
         assert first.statuses(cid) == [
-            OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED]
+            OrderStatus.NEW,
+            OrderStatus.PARTIALLY_FILLED,
+            OrderStatus.FILLED,
+        ]
         assert [f.qty for f in first.fills_of(cid)] == pytest.approx([30, 70])
         # each fill is delivered before the order update it causes
         kinds = [type(x).__name__ for x in first.items]
@@ -600,8 +623,14 @@ class BrokerContractTests:
         err = _rejected(harness, RejectReason.SESSION_CLOSED, Side.BUY, 100, limit_price=189.90)
         assert err.message
         if harness.supports("extended_hours"):
-            _rejected(harness, RejectReason.SESSION_CLOSED, Side.BUY, 100, limit_price=189.90,
-                      extended_hours=True)
+            _rejected(
+                harness,
+                RejectReason.SESSION_CLOSED,
+                Side.BUY,
+                100,
+                limit_price=189.90,
+                extended_hours=True,
+            )
 
     async def test_extended_hours_only_with_the_flag(self, harness: BrokerHarness) -> None:
         _need(harness, "set_time")
@@ -615,15 +644,26 @@ class BrokerContractTests:
         await harness.settle()
         assert o.status is OrderStatus.NEW
         await harness.set_time(_EARLY_CLOSE_AFTER_POST)
-        _rejected(harness, RejectReason.SESSION_CLOSED, Side.BUY, 100, limit_price=189.90,
-                  extended_hours=True)
+        _rejected(
+            harness,
+            RejectReason.SESSION_CLOSED,
+            Side.BUY,
+            100,
+            limit_price=189.90,
+            extended_hours=True,
+        )
 
-    async def test_extended_hours_refused_without_capability(self, harness: BrokerHarness
-                                                             ) -> None:
+    async def test_extended_hours_refused_without_capability(self, harness: BrokerHarness) -> None:
         if harness.supports("extended_hours"):
             pytest.skip("the broker supports extended hours")
-        _rejected(harness, RejectReason.EXTENDED_HOURS, Side.BUY, 100, limit_price=189.90,
-                  extended_hours=True)
+        _rejected(
+            harness,
+            RejectReason.EXTENDED_HOURS,
+            Side.BUY,
+            100,
+            limit_price=189.90,
+            extended_hours=True,
+        )
 
     async def test_wash_trade_buy_against_our_sell(self, harness: BrokerHarness) -> None:
         await _take(harness, Side.BUY, 200)
@@ -663,8 +703,9 @@ class BrokerContractTests:
         acct1 = await b.get_account()
         assert acct1.cash == pytest.approx(acct0.cash - 100 * _avg(buy) - buy.fees)
         bid, _, ask, _ = harness.quote
-        assert acct1.equity == pytest.approx(acct1.cash + 100 * (bid + ask) / 2, abs=100 * (
-            ask - bid) + 0.01)
+        assert acct1.equity == pytest.approx(
+            acct1.cash + 100 * (bid + ask) / 2, abs=100 * (ask - bid) + 0.01
+        )
         assert acct1.currency == acct0.currency
         sell = await _take(harness, Side.SELL, 100)
         pos = await b.get_positions()
@@ -745,4 +786,3 @@ class BrokerContractTests:
         assert o.filled_qty == pytest.approx(50) and len(o.fills) == 1
         assert b.position(sym) == pytest.approx(50)
         assert (await b.get_positions())[sym].qty == pytest.approx(50)
-

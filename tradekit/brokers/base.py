@@ -183,9 +183,10 @@ class Broker(ABC):
 
     # ---- market data the broker should know (latest quotes for checks and marks) ----------
     def on_quote(self, quote: Quote) -> None:
-        self._quotes[quote.symbol] = quote
-        if quote.bid > 0 and quote.ask > 0:
-            self.portfolio.mark(quote.symbol, (quote.bid + quote.ask) * 0.5)
+        sym = quote.symbol
+        self._quotes[sym] = quote
+        if sym in self.portfolio and quote.bid > 0 and quote.ask > 0:
+            self.portfolio.mark(sym, (quote.bid + quote.ask) * 0.5)
             if self.risk.limits.max_daily_loss is not None:
                 self.risk.on_pnl(self.portfolio.net_pnl(), quote.ts)
 
@@ -250,11 +251,6 @@ class Broker(ABC):
 
     def _check_new(self, order: Order, now: int, *, replacing: Order | None = None) -> None:
         sym = order.symbol
-        if self.risk.kill_switch.tripped:
-            raise OrderRejected(
-                RejectReason.KILL_SWITCH,
-                f"kill switch tripped ({self.risk.kill_switch.reason}); no new orders",
-            )
         if sym in self._halted:
             raise OrderRejected(RejectReason.HALTED, f"{sym} is halted at {self._venue}")
         others = [o for o in self._om.open.values() if o.symbol == sym and o is not replacing]
@@ -267,32 +263,34 @@ class Broker(ABC):
             shorting=self.shorting,
         )
         self.rules.check(order, ctx)
-        self._check_account(order, others)
-        side = order.side
-        same = 0.0
-        for o in others:
-            if o.side is side:
-                same += o.qty - o.filled_qty
-        self.risk.check(
-            sym,
-            side,
-            order.qty,
-            order.limit_price,
-            position=ctx.position,
-            open_same_side=same,
-            open_orders=len(self._om.open),
-            mid=quote.mid if quote and quote.bid > 0 else None,
-            now_ns=now,
-            replacing=replacing is not None,
-        )
+        self._check_account(order, replacing)
+        if self.risk.active:
+            side = order.side
+            same = 0.0
+            for o in others:
+                if o.side is side:
+                    same += o.qty - o.filled_qty
+            self.risk.check(
+                sym,
+                side,
+                order.qty,
+                order.limit_price,
+                position=ctx.position,
+                open_same_side=same,
+                open_orders=len(self._om.open),
+                mid=quote.mid if quote and quote.bid > 0 else None,
+                now_ns=now,
+                replacing=replacing is not None,
+            )
         if self.throttle is not None and not self.throttle.try_acquire(now):
             raise OrderRejected(
                 RejectReason.RATE_LIMIT,
                 f"{self._venue} request budget of {self.throttle.limit}/min is spent",
             )
 
-    def _check_account(self, order: Order, others: list[Order]) -> None:  # noqa: B027
-        """Buying power and the like; adapters that know their account override it."""
+    def _check_account(self, order: Order, replacing: Order | None) -> None:  # noqa: B027
+        """Buying power and the like; adapters that know their account override it
+        (``replacing``: the open order this one replaces)."""
 
     def cancel_order(self, order_or_client_order_id: Order | str) -> None:
         """Ask to cancel; the outcome arrives as an event. A done order or one whose cancel is
@@ -449,9 +447,13 @@ class Broker(ABC):
         return self._om.on_cancel_rejected(client_order_id, self._now(ts), message)
 
     def _on_fill_applied(self, fill: Fill, order: Order) -> None:
+        if self.risk.limits.max_daily_loss is None:
+            self.portfolio.apply(fill)
+            return
+        # the PnL before the fill first: the first fill of a day counts against that day
+        self.risk.on_pnl(self.portfolio.net_pnl(), fill.ts)
         self.portfolio.apply(fill)
-        if self.risk.limits.max_daily_loss is not None:
-            self.risk.on_pnl(self.portfolio.net_pnl(), fill.ts)
+        self.risk.on_pnl(self.portfolio.net_pnl(), fill.ts)
 
     def _on_kill(self, reason: str) -> None:
         n = self.cancel_all()

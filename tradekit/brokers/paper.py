@@ -194,13 +194,15 @@ class PaperBroker(Broker):
         for inst in (instruments or {}).values():
             self.rules.set_instrument(inst)
         self._events: list[tuple[int, int, Callable[..., None], tuple[Any, ...]]] = []
-        #: the engine's wake-up hook: called with (due_ns, broker) for each venue event scheduled
-        self.on_schedule: Callable[[int, PaperBroker], None] | None = None
+        #: set by the engine: venue events then go straight into the engine's event queue
+        self.scheduler: Callable[[int, Callable[..., None], tuple[Any, ...]], None] | None = None
         self._seq = 0
         self._book: dict[str, list[_Rest]] = {}
         self._rest_by_id: dict[str, _Rest] = {}
         self._taken: dict[tuple[str, int], tuple[float, float]] = {}  # (sym, side) -> (price, qty)
         self._n_fill = 0
+        self._day_cache: tuple[int, int, int] | None = None
+        self._sweeps: set[int] = set()
         self._n_bid = 0
         self._cancel_first: set[str] = set()  # cancels that reached the venue before their order
         self._new_broker_id_on_replace = profile == "alpaca"
@@ -215,10 +217,11 @@ class PaperBroker(Broker):
         self.clock = clock
 
     def _schedule(self, due: int, fn: Callable[..., None], *args: Any) -> None:
+        if self.scheduler is not None:
+            self.scheduler(due, fn, args)
+            return
         self._seq += 1
         heapq.heappush(self._events, (due, self._seq, fn, args))
-        if self.on_schedule is not None:
-            self.on_schedule(due, self)
 
     def next_event_ns(self) -> int | None:
         """When the venue next has something to do (for the engine's event merge)."""
@@ -250,17 +253,19 @@ class PaperBroker(Broker):
         elif self._data_clock is not None:
             self._data_clock.set(ts)
         sym = quote.symbol
-        prev = self._quotes.get(sym)
         taken = self._taken
         if taken:  # liquidity we took at a touch that has moved away is fresh when it returns
             for key, px in (((sym, 1), quote.bid), ((sym, -1), quote.ask)):
                 t = taken.get(key)
                 if t is not None and abs(t[0] - px) > _EPS:
                     del taken[key]
-        Broker.on_quote(self, quote)
         book = self._book.get(sym)
         if book:
+            prev = self._quotes.get(sym)
+            Broker.on_quote(self, quote)
             self._match_quote(quote, prev, book)
+        else:
+            Broker.on_quote(self, quote)
 
     def on_trade(self, trade: Trade) -> None:
         ts = trade.ts
@@ -492,18 +497,34 @@ class PaperBroker(Broker):
         if not r.stop_wait:
             self._execute(r)
 
-    def _set_expiry(self, r: _Rest, now: int) -> None:
+    def _session_ends(self, now: int) -> tuple[int, int] | None:
+        """(regular close, post close) of the trading day around ``now`` (cached per day)."""
+        c = self._day_cache
+        if c is not None and c[0] <= now < c[1]:
+            return c[2], c[1]
         day = self.calendar.day(now)
-        if day.close_ns is None:
-            return
-        end = day.post_close_ns if r.order.extended_hours else day.close_ns
-        if end is not None and end > now:
-            r.expire_ns = end
-            self._schedule(end, self._expire_if_open, r)
+        if day.close_ns is None or day.pre_open_ns is None or day.post_close_ns is None:
+            return None
+        self._day_cache = (day.pre_open_ns, day.post_close_ns, day.close_ns)
+        return day.close_ns, day.post_close_ns
 
-    def _expire_if_open(self, r: _Rest) -> None:
-        if not r.order.is_done and r.expire_ns is not None and r.expire_ns <= self.clock.now_ns():
-            self._expire(r, "end of session")
+    def _set_expiry(self, r: _Rest, now: int) -> None:
+        ends = self._session_ends(now)
+        if ends is None:
+            return
+        end = ends[1] if r.order.extended_hours else ends[0]
+        if end > now:
+            r.expire_ns = end
+            if end not in self._sweeps:  # one sweep per session end, not one event per order
+                self._sweeps.add(end)
+                self._schedule(end, self._expire_due, end)
+
+    def _expire_due(self, end: int) -> None:
+        """The end of a session: expire the DAY orders it ends."""
+        self._sweeps.discard(end)
+        for r in list(self._rest_by_id.values()):
+            if r.expire_ns is not None and r.expire_ns <= end and not r.order.is_done:
+                self._expire(r, "end of session")
 
     def _expire(self, r: _Rest, why: str) -> None:
         self._unrest(r)
@@ -622,35 +643,28 @@ class PaperBroker(Broker):
             return None
         return (q.bid + q.ask) * 0.5
 
-    def buying_power(self) -> float:
-        pf = self.portfolio
-        return max(0.0, pf.equity() * self.leverage - pf.gross_exposure() - self._reserved())
+    def buying_power(self, replacing: Order | None = None) -> float:
+        """Equity times leverage, less the gross position and what open orders reserve
+        (``replacing``: an order whose reservation is about to be replaced)."""
+        equity, gross = self.portfolio.equity_and_gross()
+        return max(0.0, equity * self.leverage - gross - self._reserved(replacing))
 
-    def _check_account(self, order: Order, others: list[Order]) -> None:
+    def _check_account(self, order: Order, replacing: Order | None) -> None:
         pos = self.portfolio.qty(order.symbol)
         opening = order.qty
         if (order.side is Side.BUY and pos < 0) or (order.side is Side.SELL and pos > 0):
             opening = max(0.0, order.qty - abs(pos))
         if opening <= _EPS:
             return
-        q = self._quotes.get(order.symbol)
         px = order.limit_price
-        if px is None and q is not None:
-            px = q.ask if order.side is Side.BUY else q.bid
+        if px is None:
+            q = self._quotes.get(order.symbol)
+            if q is not None:
+                px = q.ask if order.side is Side.BUY else q.bid
         if not px:
             return
         need = opening * px
-        pf = self.portfolio
-        # a replace: the order being replaced (open, not among ``others``) frees its reservation
-        replaced = next(
-            (
-                o
-                for o in self._om.open.values()
-                if o.symbol == order.symbol and o is not order and all(o is not x for x in others)
-            ),
-            None,
-        )
-        bp = max(0.0, pf.equity() * self.leverage - pf.gross_exposure() - self._reserved(replaced))
+        bp = self.buying_power(replacing)
         if need > bp + 1e-6:
             raise OrderRejected(
                 RejectReason.INSUFFICIENT_BUYING_POWER,

@@ -308,7 +308,8 @@ class ReplayFile:
     converted at a time. The header (column names, kind) is read and checked at construction:
     missing columns raise :class:`DataError` naming the file, the missing and the expected
     columns. ``bad_rows`` counts the bad rows of the last :meth:`events` pass and ``chunks_read``
-    the chunks read since construction.
+    the chunks read since construction. ``default_venue`` is given to rows without a venue
+    (when a run has a single replay venue, so no copy per venue is needed).
     """
 
     def __init__(
@@ -320,7 +321,9 @@ class ReplayFile:
         symbols: Iterable[str] | None = None,
         report: Callable[[str], None] | None = None,
         chunksize: int | None = None,
+        default_venue: str = "",
     ) -> None:
+        self.default_venue = default_venue
         self.path = Path(path)
         self.label = os.fspath(path)
         self.format = _file_format(self.path)
@@ -473,11 +476,14 @@ class ReplayFile:
         sym_table[-1] = ""
         cols: list[Any] = [ch.ts[sel], sym_table[ch.sym_codes[sel]]]
         cols.extend(x[sel] for x in ch.nums)
+        dv = self.default_venue
         if ch.venue_codes is not None and ch.venue_uniques is not None:
             vt = np.empty(len(ch.venue_uniques) + 1, dtype=object)
-            vt[:-1] = ["" if _missing(v) else str(v) for v in ch.venue_uniques]
-            vt[-1] = ""
+            vt[:-1] = [dv if _missing(v) or str(v) == "" else str(v) for v in ch.venue_uniques]
+            vt[-1] = dv
             cols.append(vt[ch.venue_codes[sel]])
+        elif dv:
+            cols.append(np.full(len(cols[0]), dv, dtype=object))
         if as_lists:
             return [c.tolist() for c in cols]
         return cols
@@ -876,6 +882,7 @@ class ReplaySource:
         symbols: Iterable[str] | None = None,
         report: Callable[[str], None] | None = None,
         chunksize: int | None = None,
+        default_venue: str = "",
     ) -> None:
         if isinstance(files, ReplayFile | str | os.PathLike):
             files = [files]
@@ -884,7 +891,13 @@ class ReplaySource:
             f
             if isinstance(f, ReplayFile)
             else ReplayFile(
-                f, kind=kind, strict=strict, symbols=allowed, report=report, chunksize=chunksize
+                f,
+                kind=kind,
+                strict=strict,
+                symbols=allowed,
+                report=report,
+                chunksize=chunksize,
+                default_venue=default_venue,
             )
             for f in files
         ]

@@ -1,6 +1,6 @@
-"""``tradekit.backtest``: build a run from a config (a TOML path, a dict shaped like it, or a
-``tradekit.Config`` with strategy instances and brokers built in code) and play it on the
-simulated clock. The ``tradekit backtest`` command is a thin layer over this."""
+"""Backtests (``tradekit.backtest``): build a run from a config (a TOML path, a dict shaped like
+it, or a ``tradekit.Config`` with strategy instances and brokers built in code) and play it on
+the simulated clock. The ``tradekit backtest`` command is a thin layer over this."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from .risk import KillSwitch
 from .strategies import Strategy, build
 from .timeutil import to_ns
 
-log = logging.getLogger("tradekit.backtest")
+log = logging.getLogger("tradekit.backtesting")
 
 _PAPER_KEYS = ("rules", "latency_ms", "cash", "positions", "fees", "shorting", "leverage")
 
@@ -171,7 +171,15 @@ def build_engine(
                 file=cfg.path,
                 key="data",
             )
-        sources.append(ReplaySource(files, strict=strict, report=report_bad_row))
+        # with one replay venue, rows without a venue are built for it directly (no copies)
+        sources.append(
+            ReplaySource(
+                files,
+                strict=strict,
+                report=report_bad_row,
+                default_venue=replay[0] if len(replay) == 1 else "",
+            )
+        )
     return engine, sources, span
 
 
