@@ -190,21 +190,18 @@ def _live_parts(
             broker: Broker = vc
         else:
             cls = get_broker(vc.broker)
-            opts = {k: v for k, v in dict(vc.options).items() if k != "data_feed"}
-            broker = (
-                cls(**opts, risk=cfg.risk)
-                if vc.broker != "paper"
-                else cls(**opts, risk=cfg.risk, venue=name)
-            )
-            feed_factory = getattr(cls, "data_feed", None)
-            if vc.feed in _SIMULATED_FEEDS or feed_factory is None:
+            broker = cls.from_venue_config(name, vc.options, risk=cfg.risk, kill_switch=kill)
+            feed = None
+            if vc.feed not in _SIMULATED_FEEDS:
+                feed = get_broker(vc.feed).feed_from_venue_config(name, vc.options)
+            if feed is None:
                 raise ConfigError(
-                    f"venue {name!r}: a live run needs the broker's own feed "
-                    f'(feed = "{vc.broker}")',
+                    f'venue {name!r}: a live run needs a live feed (feed = "alpaca" or '
+                    f'"ibkr"), not {vc.feed!r}',
                     file=cfg.path,
                     key=f"venues.{name}.feed",
                 )
-            feeds.append(feed_factory(vc, venue=name))
+            feeds.append(feed)
         engine.add_venue(name, broker)
         brokers.append(broker)
     for s in strategies:

@@ -122,6 +122,25 @@ class Broker(ABC):
         self.throttle: RateLimiter | None = RateLimiter(rpm) if rpm else None
         self.risk.kill_switch.add_listener(self._on_kill)
 
+    # ---- building from a config ----------------------------------------------------------
+    @classmethod
+    def from_venue_config(
+        cls,
+        name: str,
+        options: Mapping[str, Any],
+        *,
+        risk: Any = None,
+        kill_switch: KillSwitch | None = None,
+    ) -> Broker:
+        """The broker of a ``[venues.NAME]`` table (``options``: its keys but ``broker`` and
+        ``feed``). Adapters whose constructor differs override this."""
+        return cls(**dict(options), venue=name, risk=risk, kill_switch=kill_switch)
+
+    @classmethod
+    def feed_from_venue_config(cls, name: str, options: Mapping[str, Any]) -> DataFeed | None:
+        """The broker's own live data feed for a ``[venues.NAME]`` table (None: it has none)."""
+        return None
+
     # ---- identity -------------------------------------------------------------------------
     @property
     def venue(self) -> str:
