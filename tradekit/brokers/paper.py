@@ -113,6 +113,7 @@ class _Rest:
         "sign",
         "stop_wait",
         "traded",
+        "whole",
     )
 
     def __init__(self, order: Order) -> None:
@@ -124,6 +125,7 @@ class _Rest:
         self.traded = 0.0  # tape volume at our price since the last quote
         self.live = False  # resting in the book and matchable
         self.stop_wait = order.type in (OrderType.STOP, OrderType.STOP_LIMIT)  # untriggered stop
+        self.whole = float(order.qty).is_integer()  # whole-share orders fill in whole shares
         self.expire_ns: int | None = None
 
     @property
@@ -297,7 +299,11 @@ class PaperBroker(Broker):
                 else:
                     avail = size - r.ahead
                     r.ahead = 0.0
-                    self._fill_resting(r, min(avail, r.remaining), rp, ts)
+                    qty = min(avail, r.remaining)
+                    if r.whole:  # the queue ahead shrinks pro rata; our fills stay whole shares
+                        qty = math.floor(qty + 1e-9)
+                    if qty > 0:
+                        self._fill_resting(r, qty, rp, ts)
 
     # ---- matching --------------------------------------------------------------------------
     def _match_quote(self, q: Quote, prev: Quote | None, book: list[_Rest]) -> None:

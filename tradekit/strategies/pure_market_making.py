@@ -321,8 +321,9 @@ class PureMarketMaking(Strategy):
 
     @staticmethod
     def _size(rules: Any, symbol: str, size: float) -> float:
+        """Whole lots (a market maker quotes whole shares even where fractions are allowed:
+        fractional orders are market/DAY-only and never short at some brokers)."""
         inst = rules.instrument(symbol)
-        lot = inst.lot_size if not inst.fractionable else 0.0
-        if lot > 0:
-            size = (size // lot) * lot
-        return size if size >= inst.min_qty else 0.0
+        lot = max(1.0, inst.lot_size)
+        size = (size // lot) * lot
+        return size if size >= max(inst.min_qty, lot) else 0.0
