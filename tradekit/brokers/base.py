@@ -222,6 +222,9 @@ class Broker(ABC):
         else:
             self._halted.discard(symbol)
 
+    def is_halted(self, symbol: str) -> bool:
+        return symbol in self._halted
+
     def last_quote(self, symbol: str) -> Quote | None:
         return self._quotes.get(symbol)
 
@@ -353,10 +356,11 @@ class Broker(ABC):
                 f"new qty {new_qty:g} must exceed the {order.filled_qty:g} already filled",
             )
         now = self.clock.now_ns()
+        # the checks see what the replaced order can still trade: its remaining quantity
         probe = OrderRequest(
             order.symbol,
             order.side,
-            new_qty,
+            new_qty - order.filled_qty,
             order.type,
             new_px,
             order.stop_price,
@@ -378,6 +382,11 @@ class Broker(ABC):
             raise OrderRejected(RejectReason.NOT_OPEN, f"no order {order_or_id!r} at {self._venue}")
         return order
 
+    def pending_replace(self, order: Order) -> tuple[float, float | None] | None:
+        """(qty, limit price) a replace of ``order`` asked for and the broker has not yet
+        confirmed, or None."""
+        return self._om.pending_replace(order.client_order_id)
+
     def get_order(self, client_order_id: str) -> Order | None:
         return self._om.get(client_order_id)
 
@@ -390,12 +399,14 @@ class Broker(ABC):
         """Our open orders as known locally (no broker call)."""
         return self._om.open_orders(symbol)
 
-    def sell_capacity(self, symbol: str, exclude: Order | None = None) -> float:
+    def sell_capacity(self, symbol: str, exclude: Order | Iterable[Order] | None = None) -> float:
         """The most shares a new sell of ``symbol`` may have now without being refused for short
-        selling or held quantity (``inf`` when unbounded); ``exclude`` an order being replaced."""
+        selling or held quantity (``inf`` when unbounded); ``exclude``: open orders about to be
+        replaced (their quantity is not counted as committed)."""
+        skip = {id(exclude)} if isinstance(exclude, Order) else {id(o) for o in exclude or ()}
         committed = 0.0
         for o in self._om.open.values():
-            if o.symbol == symbol and o.side is Side.SELL and o is not exclude:
+            if o.symbol == symbol and o.side is Side.SELL and id(o) not in skip:
                 committed += o.qty - o.filled_qty
         return self.rules.sell_capacity(
             symbol, self.portfolio.qty(symbol), committed, shorting=self.shorting
