@@ -117,13 +117,14 @@ class TestCreate:
         assert a.prefix != b.prefix and a.prefix.startswith("tk")
         assert ClientOrderIds("x", start=41)() == "x-42"
 
-    def test_reject_local_records_and_tells(self, h: Harness) -> None:
+    def test_reject_local_records_without_reentering_listeners(self, h: Harness) -> None:
         o = self.create(h.om, limit_price=10.0)
         h.om.reject_local(o, OrderRejected(RejectReason.TICK_SIZE, "off tick"))
         assert o.status is S.REJECTED and o.reject_reason is RejectReason.TICK_SIZE
         assert o.reject_message == "off tick" and o.done_ts == 7
         assert h.om.get(o.client_order_id) is o and o.client_order_id not in h.om.open
-        assert h.events == [o]
+        # the caller holds the OrderRejected; a listener ordering again would recurse
+        assert h.events == []
 
 
 # ---- the transition table ----------------------------------------------------------------------

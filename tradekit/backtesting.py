@@ -109,13 +109,7 @@ def build_engine(
 
     seed = cfg.market.seed if seed is None else seed
     kill = KillSwitch()
-    engine = Engine(
-        calendar=cfg.session.calendar,
-        hours=cfg.session.hours,
-        cancel_before_close_s=cfg.session.cancel_before_close_s,
-        flatten_at_close=cfg.session.flatten_at_close,
-        kill_switch=kill,
-    )
+    engine = Engine.for_session(cfg.session, kill_switch=kill)
     files = [os.fspath(f) for f in (*cfg.data, *data)]
     synthetic: list[str] = []
     replay: list[str] = []

@@ -197,6 +197,17 @@ class Engine:
         self.end_ns = 0
         self._t0_wall = 0.0
 
+    @classmethod
+    def for_session(cls, session: Any, *, kill_switch: KillSwitch | None = None) -> Engine:
+        """An engine set up from a ``[session]`` table (``tradekit.config.SessionConfig``)."""
+        return cls(
+            calendar=session.calendar,
+            hours=session.hours,
+            cancel_before_close_s=session.cancel_before_close_s,
+            flatten_at_close=session.flatten_at_close,
+            kill_switch=kill_switch,
+        )
+
     # ---- building ---------------------------------------------------------------------------
     def add_venue(
         self, name: str, broker: Broker, *, data_latency_ms: float = 0.0, replay: bool = False

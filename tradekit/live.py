@@ -176,13 +176,7 @@ async def _play_live(
 def _live_parts(
     cfg: Config, strategies: list[Strategy], kill: KillSwitch
 ) -> tuple[Engine, list[Broker], list[DataFeed]]:
-    engine = Engine(
-        calendar=cfg.session.calendar,
-        hours=cfg.session.hours,
-        cancel_before_close_s=cfg.session.cancel_before_close_s,
-        flatten_at_close=cfg.session.flatten_at_close,
-        kill_switch=kill,
-    )
+    engine = Engine.for_session(cfg.session, kill_switch=kill)
     brokers: list[Broker] = []
     feeds: list[DataFeed] = []
     for name, vc in cfg.venues.items():

@@ -197,14 +197,15 @@ class OrderManager:
         self.open[order.client_order_id] = order
 
     def reject_local(self, order: Order, err: OrderRejected) -> None:
-        """Record an order refused before it left (kept for the reports), and tell listeners."""
+        """Record an order refused before it left (kept for the reports). Listeners are not
+        called: the caller has the ``OrderRejected`` in hand, and a listener that reacted by
+        ordering again would recurse inside the refused call."""
         order.status = S.REJECTED
         order.reject_reason = err.reason
         order.reject_message = err.message
         order.done_ts = order.updated_ts
         if order.client_order_id not in self.orders:
             self.orders[order.client_order_id] = order
-        self._emit(order)
 
     def adopt(self, order: Order) -> None:
         """Take over an order found at the broker that we did not place in this process."""

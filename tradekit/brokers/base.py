@@ -73,7 +73,59 @@ def _as_risk(risk: Any, kill_switch: KillSwitch | None) -> RiskManager:
     raise TypeError(f"risk must be RiskLimits, a dict of [risk] keys or None, not {risk!r}")
 
 
-class Broker(ABC):
+class _Endpoint:
+    """What brokers and feeds share: connect/close (and ``async with``) around the adapter's
+    ``_connect``/``_close``, and listeners that one failing callback cannot silence."""
+
+    _listeners: list[Listener]
+    connected: bool
+
+    async def connect(self) -> None:
+        await self._connect()
+        self.connected = True
+
+    async def close(self) -> None:
+        try:
+            await self._close()
+        finally:
+            self.connected = False
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def add_listener(self, callback: Listener) -> None:
+        """``callback`` receives every event (a broker: each ``Order`` update and ``Fill``; a
+        feed: each ``Quote``, ``Trade``, ``Bar`` and ``MarketStatus``)."""
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Listener) -> None:
+        self._listeners.remove(callback)
+
+    def _publish(self, item: Any) -> None:
+        for cb in self._listeners:
+            try:
+                cb(item)
+            except Exception:
+                where = getattr(self, "venue", type(self).__name__)
+                log.exception("%s: listener %r failed on %r", where, cb, item)
+
+    async def _connect(self) -> None:
+        raise NotImplementedError
+
+    async def _close(self) -> None:
+        raise NotImplementedError
+
+
+class Broker(_Endpoint, ABC):
     """A trading account at one broker (a venue). See the module docstring for the adapter hooks.
 
     Orders are commands: ``submit_order`` returns an ``Order`` handle at once (PENDING_NEW);
@@ -162,43 +214,8 @@ class Broker(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(venue={self._venue!r})"
 
-    # ---- life -----------------------------------------------------------------------------
-    async def connect(self) -> None:
-        await self._connect()
-        self.connected = True
-
-    async def close(self) -> None:
-        try:
-            await self._close()
-        finally:
-            self.connected = False
-
-    async def __aenter__(self) -> Self:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    # ---- listeners ------------------------------------------------------------------------
-    def add_listener(self, callback: Listener) -> None:
-        """``callback`` receives every ``Order`` update and every ``Fill`` of this broker."""
-        self._listeners.append(callback)
-
-    def remove_listener(self, callback: Listener) -> None:
-        self._listeners.remove(callback)
-
     def _dispatch(self, obj: Any) -> None:
-        for cb in self._listeners:
-            try:
-                cb(obj)
-            except Exception:
-                log.exception("%s: listener %r failed on %r", self._venue, cb, obj)
+        self._publish(obj)
 
     # ---- market data the broker should know (latest quotes for checks and marks) ----------
     def on_quote(self, quote: Quote) -> None:
@@ -209,10 +226,10 @@ class Broker(ABC):
             if self.risk.limits.max_daily_loss is not None:
                 self.risk.on_pnl(self.portfolio.net_pnl(), quote.ts)
 
-    def on_trade(self, trade: Trade) -> None:  # noqa: B027 - optional hook
+    def on_trade(self, trade: Trade) -> None:
         pass
 
-    def on_bar(self, bar: Bar) -> None:  # noqa: B027 - optional hook
+    def on_bar(self, bar: Bar) -> None:
         pass
 
     def set_halted(self, symbol: str, halted: bool) -> None:
@@ -310,7 +327,7 @@ class Broker(ABC):
                 f"{self._venue} request budget of {self.throttle.limit}/min is spent",
             )
 
-    def _check_account(self, order: Order, replacing: Order | None) -> None:  # noqa: B027
+    def _check_account(self, order: Order, replacing: Order | None) -> None:
         """Buying power and the like; adapters that know their account override it
         (``replacing``: the open order this one replaces)."""
 
@@ -533,7 +550,7 @@ class Broker(ABC):
     async def _fetch_instrument(self, symbol: str) -> Instrument: ...
 
 
-class DataFeed(ABC):
+class DataFeed(_Endpoint, ABC):
     """A source of market data: live subscriptions pushed to listeners, and history as pandas
     DataFrames in the replay file columns (``ts`` int ns UTC, ``symbol``, ...)."""
 
@@ -544,42 +561,6 @@ class DataFeed(ABC):
         self._listeners: list[Listener] = []
         self.subscriptions: dict[str, set[str]] = {"quotes": set(), "trades": set(), "bars": set()}
         self.connected = False
-
-    async def connect(self) -> None:
-        await self._connect()
-        self.connected = True
-
-    async def close(self) -> None:
-        try:
-            await self._close()
-        finally:
-            self.connected = False
-
-    async def __aenter__(self) -> Self:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    def add_listener(self, callback: Listener) -> None:
-        """``callback`` receives each ``Quote``, ``Trade``, ``Bar`` and ``MarketStatus``."""
-        self._listeners.append(callback)
-
-    def remove_listener(self, callback: Listener) -> None:
-        self._listeners.remove(callback)
-
-    def _publish(self, item: Any) -> None:
-        for cb in self._listeners:
-            try:
-                cb(item)
-            except Exception:
-                log.exception("%s: listener %r failed on %r", self.venue, cb, item)
 
     def subscribe(
         self,
@@ -601,10 +582,10 @@ class DataFeed(ABC):
             s -= syms
         self._on_unsubscribe(syms)
 
-    def _on_subscribe(self, symbols: set[str], *, quotes: bool, trades: bool, bars: bool) -> None:  # noqa: B027
+    def _on_subscribe(self, symbols: set[str], *, quotes: bool, trades: bool, bars: bool) -> None:
         """Adapter hook: start streaming these symbols."""
 
-    def _on_unsubscribe(self, symbols: set[str]) -> None:  # noqa: B027
+    def _on_unsubscribe(self, symbols: set[str]) -> None:
         """Adapter hook: stop streaming these symbols."""
 
     async def get_quotes(self, symbol: str, start: Any, end: Any) -> pd.DataFrame:
