@@ -141,10 +141,11 @@ class OrderManager:
     ) -> Order:
         """Build a PENDING_NEW handle (not yet registered). Raises ``OrderRejected(INVALID)`` for
         values of the wrong kind."""
-        try:
-            side = Side(side)
-        except ValueError:
-            raise OrderRejected(RejectReason.INVALID, f"side {side!r} is not one of buy, sell")
+        if side.__class__ is not Side:
+            try:
+                side = Side(side)
+            except ValueError:
+                raise OrderRejected(RejectReason.INVALID, f"side {side!r} is not one of buy, sell")
         if type is None:
             otype = OrderType.LIMIT if limit_price is not None else OrderType.MARKET
             if stop_price is not None:
@@ -158,7 +159,7 @@ class OrderManager:
                     RejectReason.ORDER_TYPE, f"order type {type!r} is not one of {allowed}"
                 )
         try:
-            tif = TimeInForce(tif)
+            tif = tif if tif.__class__ is TimeInForce else TimeInForce(tif)
         except ValueError:
             allowed = ", ".join(t.value for t in TimeInForce)
             raise OrderRejected(

@@ -163,7 +163,7 @@ class Broker(_Endpoint, ABC):
             calendar if isinstance(calendar, MarketCalendar) else get_calendar(calendar or "NYSE")
         )
         self._listeners: list[Listener] = []
-        self._om = OrderManager(self._venue, self._dispatch, ids=ClientOrderIds(id_prefix))
+        self._om = OrderManager(self._venue, self._publish, ids=ClientOrderIds(id_prefix))
         self._om.on_fill_hook = self._on_fill_applied
         self.portfolio = Portfolio()
         self._quotes: dict[str, Quote] = {}
@@ -215,6 +215,7 @@ class Broker(_Endpoint, ABC):
         return f"{type(self).__name__}(venue={self._venue!r})"
 
     def _dispatch(self, obj: Any) -> None:
+        """Tell the listeners about ``obj`` (an ``Order`` or a ``Fill``)."""
         self._publish(obj)
 
     # ---- market data the broker should know (latest quotes for checks and marks) ----------
