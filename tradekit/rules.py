@@ -191,6 +191,9 @@ PROFILES: dict[str, RulesProfile] = {
     ),
     "ibkr": RulesProfile(
         name="ibkr",
+        tifs=frozenset(
+            {TimeInForce.DAY, TimeInForce.GTC, TimeInForce.IOC, TimeInForce.OPG, TimeInForce.CLS}
+        ),  # IB offers no FOK for US stocks through the API
         fractional=False,
         extended_hours_order_types=frozenset({_LIMIT}),
         extended_hours_tifs=frozenset({_DAY, _GTC}),
