@@ -7,11 +7,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
+from .arbitrage import Arbitrage, ArbitrageParams
 from .base import Rejection, SessionChange, Strategy, StrategyContext, Timer
+from .cross_exchange_market_making import CrossExchangeMarketMaking, XEMMParams
 from .pure_market_making import PMMParams, PureMarketMaking
 
 registry: dict[str, type[Strategy]] = {
     PureMarketMaking.kind: PureMarketMaking,
+    Arbitrage.kind: Arbitrage,
+    CrossExchangeMarketMaking.kind: CrossExchangeMarketMaking,
 }
 
 
@@ -30,6 +34,9 @@ def build(kind: str, params: Mapping[str, Any], *, file: str | None = None) -> S
 
 
 __all__ = [
+    "Arbitrage",
+    "ArbitrageParams",
+    "CrossExchangeMarketMaking",
     "PMMParams",
     "PureMarketMaking",
     "Rejection",
@@ -37,6 +44,7 @@ __all__ = [
     "Strategy",
     "StrategyContext",
     "Timer",
+    "XEMMParams",
     "build",
     "get",
     "registry",
