@@ -294,6 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--kind", required=True, choices=("quotes", "trades", "bars"))
     d.add_argument("--out", required=True, metavar="FILE", help="output file (.csv or .parquet)")
+    d.add_argument("--host", help="ibkr: TWS / IB Gateway host (127.0.0.1)")
+    d.add_argument("--port", type=int, help="ibkr: TWS / IB Gateway port (7497)")
+    d.add_argument("--client-id", type=int, help="ibkr: API client id (99)")
+    d.add_argument("--feed", choices=("iex", "sip"), help="alpaca: data feed (iex)")
     d.set_defaults(handler=_cmd_data_download, default_log_level="INFO")
     return parser
 
@@ -563,6 +567,16 @@ def _cmd_data_download(args: argparse.Namespace) -> int:
             end=args.end,
             kind=args.kind,
             out=args.out,
+            **{
+                k: v
+                for k, v in (
+                    ("host", args.host),
+                    ("port", args.port),
+                    ("client_id", args.client_id),
+                    ("feed", args.feed),
+                )
+                if v is not None
+            },
         )
     except ModuleNotFoundError as e:
         top = (e.name or "").split(".")[0]
