@@ -22,6 +22,7 @@ Matching model (top of book plus a synthetic depth):
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import math
 import time
@@ -196,6 +197,7 @@ class PaperBroker(Broker):
         for inst in (instruments or {}).values():
             self.rules.set_instrument(inst)
         self._events: list[tuple[int, int, Callable[..., None], tuple[Any, ...]]] = []
+        self._pump_soon = False
         #: set by the engine: venue events then go straight into the engine's event queue
         self.scheduler: Callable[[int, Callable[..., None], tuple[Any, ...]], None] | None = None
         self._seq = 0
@@ -224,6 +226,17 @@ class PaperBroker(Broker):
             return
         self._seq += 1
         heapq.heappush(self._events, (due, self._seq, fn, args))
+        if not self._pump_soon:  # in a script under asyncio: what is due runs at the next yield
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            self._pump_soon = True
+            loop.call_soon(self._pump)
+
+    def _pump(self) -> None:
+        self._pump_soon = False
+        self.process()
 
     def next_event_ns(self) -> int | None:
         """When the venue next has something to do (for the engine's event merge)."""

@@ -276,12 +276,24 @@ class Strategy:
         self.on_reject(rej)
 
     def set_timer(
-        self, name: str, interval_s: float, *, repeat: bool = True, first_in_s: float | None = None
+        self,
+        name: str | float,
+        interval_s: float | str | None = None,
+        *,
+        repeat: bool = True,
+        first_in_s: float | None = None,
     ) -> None:
         """Call ``on_timer`` after ``first_in_s`` (default ``interval_s``) and then every
-        ``interval_s`` seconds while ``repeat``."""
-        if not interval_s > 0:
-            raise ValueError(f"timer interval {interval_s!r} must be > 0 seconds")
+        ``interval_s`` seconds while ``repeat``. Either order works: ``set_timer("refresh", 5)``
+        or ``set_timer(5, "refresh")``; ``set_timer(5)`` names the timer ``"timer"``."""
+        if isinstance(name, int | float) and not isinstance(name, bool):
+            name, interval_s = (interval_s if isinstance(interval_s, str) else "timer"), name
+        if not isinstance(name, str):
+            raise TypeError(f"timer name {name!r} must be a string")
+        if isinstance(interval_s, bool) or not isinstance(interval_s, int | float) or not (
+            interval_s > 0
+        ):
+            raise ValueError(f"timer interval {interval_s!r} must be a number of seconds > 0")
         iv = int(interval_s * NS_PER_S)
         first = iv if first_in_s is None else int(first_in_s * NS_PER_S)
         self.ctx.schedule_timer(self, name, self.ctx.now_ns() + first, iv if repeat else None)
