@@ -81,7 +81,7 @@ def main() -> None:
     print(f"bare loop:            {n / base:,.0f} quotes/s")
     print(
         f"simulated venue:      {n / venue:,.0f} quotes/s  (2 resting orders, "
-        f"{len(paper.open_orders())} still open, {len(paper.portfolio.symbols())} symbol)"
+        f"{len(paper.open_orders())} still open at the end)"
     )
     print(f"venue / bare ratio:   {base / venue:.3f}  (the venue's share of the bare loop's speed)")
 
