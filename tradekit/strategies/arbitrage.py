@@ -51,15 +51,15 @@ from .conversion import (
     Conversion,
     buy_room,
     fee_model_for,
-    fees_from_config,
     levels,
     lot_down,
+    parse_venue_pair_params,
     sell_room,
     send_taker,
     trade_fee,
     walk,
 )
-from .params import parse_params, require
+from .params import require
 
 __all__ = [
     "ArbOpportunity",
@@ -322,7 +322,7 @@ class Arbitrage(Strategy):
             for k, v in (("venue_a", venue_a), ("venue_b", venue_b), ("symbol", symbol)):
                 if v is not None:
                     raw[k] = v
-            params = _parse(raw, None)
+            params = parse_venue_pair_params(ArbitrageParams, raw, None)
         self.p = params
         self.leg_events: list[LegEvent] = []
         self.paused = False
@@ -343,7 +343,7 @@ class Arbitrage(Strategy):
 
     @classmethod
     def from_config(cls, params: Mapping[str, Any], *, file: str | None = None) -> Arbitrage:
-        return cls(params=_parse(params, file))
+        return cls(params=parse_venue_pair_params(ArbitrageParams, params, file))
 
     def venues_used(self) -> list[str] | None:
         return [self.p.venue_a, self.p.venue_b]
@@ -984,12 +984,3 @@ class Arbitrage(Strategy):
             self.log.warning("%s", message)
         else:
             self.log.info("%s", message)
-
-
-def _parse(params: Mapping[str, Any], file: str | None) -> ArbitrageParams:
-    raw = dict(params)
-    if "conversion" in raw:
-        raw["conversion"] = Conversion.from_config(raw["conversion"], file=file)
-    if "fees" in raw:
-        raw["fees"] = fees_from_config(raw["fees"], file=file)
-    return parse_params(ArbitrageParams, raw, file=file)

@@ -290,8 +290,10 @@ class Strategy:
             name, interval_s = (interval_s if isinstance(interval_s, str) else "timer"), name
         if not isinstance(name, str):
             raise TypeError(f"timer name {name!r} must be a string")
-        if isinstance(interval_s, bool) or not isinstance(interval_s, int | float) or not (
-            interval_s > 0
+        if (
+            isinstance(interval_s, bool)
+            or not isinstance(interval_s, int | float)
+            or not (interval_s > 0)
         ):
             raise ValueError(f"timer interval {interval_s!r} must be a number of seconds > 0")
         iv = int(interval_s * NS_PER_S)

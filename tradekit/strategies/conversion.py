@@ -22,12 +22,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..enums import Liquidity, OrderType, Session, Side, TimeInForce
 from ..errors import ConfigError
 from ..fees import FeeModel
 from ..model import Order, Quote
+
+P = TypeVar("P")
 
 if TYPE_CHECKING:
     from ..brokers.base import Broker
@@ -166,6 +168,19 @@ class Conversion:
     def price_factor(self, fx: float) -> float:
         """Home price of one home share per unit of other-venue price: ``fx x share_ratio``."""
         return fx * self.share_ratio
+
+
+def parse_venue_pair_params(cls: type[P], params: Mapping[str, Any], file: str | None) -> P:
+    """Parameters of a two-venue strategy: ``conversion`` and ``fees`` tables become their
+    values, then the dataclass ``cls`` checks every key."""
+    from .params import parse_params
+
+    raw = dict(params)
+    if "conversion" in raw:
+        raw["conversion"] = Conversion.from_config(raw["conversion"], file=file)
+    if "fees" in raw:
+        raw["fees"] = fees_from_config(raw["fees"], file=file)
+    return parse_params(cls, raw, file=file)
 
 
 def fees_from_config(value: Any, *, file: str | None = None) -> FeeModel | None:

@@ -62,16 +62,16 @@ from .conversion import (
     Conversion,
     buy_room,
     fee_model_for,
-    fees_from_config,
     levels,
     lot_down,
     lot_up,
+    parse_venue_pair_params,
     sell_room,
     send_taker,
     trade_fee,
     walk,
 )
-from .params import parse_params, require
+from .params import require
 
 __all__ = ["CrossExchangeMarketMaking", "MakerTarget", "XEMMParams"]
 
@@ -310,7 +310,7 @@ class CrossExchangeMarketMaking(Strategy):
             ):
                 if v is not None:
                     raw[k] = v
-            params = _parse(raw, None)
+            params = parse_venue_pair_params(XEMMParams, raw, None)
         self.p = params
         self.leg_events: list[LegEvent] = []
         self.unhedged = 0.0
@@ -341,7 +341,7 @@ class CrossExchangeMarketMaking(Strategy):
     def from_config(
         cls, params: Mapping[str, Any], *, file: str | None = None
     ) -> CrossExchangeMarketMaking:
-        return cls(params=_parse(params, file))
+        return cls(params=parse_venue_pair_params(XEMMParams, params, file))
 
     def venues_used(self) -> list[str] | None:
         return [self.p.maker_venue, self.p.taker_venue]
@@ -983,12 +983,3 @@ class CrossExchangeMarketMaking(Strategy):
             self.log.warning("%s", message)
         else:
             self.log.info("%s", message)
-
-
-def _parse(params: Mapping[str, Any], file: str | None) -> XEMMParams:
-    raw = dict(params)
-    if "conversion" in raw:
-        raw["conversion"] = Conversion.from_config(raw["conversion"], file=file)
-    if "fees" in raw:
-        raw["fees"] = fees_from_config(raw["fees"], file=file)
-    return parse_params(XEMMParams, raw, file=file)
