@@ -29,7 +29,7 @@ from typing import Any
 
 from ..enums import Liquidity, OrderStatus, Side, TimeInForce
 from ..errors import ConfigError
-from ..model import Fill, Order, Quote, Trade
+from ..model import MarketStatus, Order, Quote, Trade
 from ..timeutil import NS_PER_S
 from .base import Rejection, SessionChange, Strategy
 from .params import parse_params, require
@@ -390,9 +390,10 @@ class PureMarketMaking(Strategy):
         if trade.symbol == self.p.symbol:
             self._last_trade = trade.price
 
-    def on_fill(self, fill: Fill) -> None:
-        if fill.symbol == self.p.symbol:
-            self._last_own_trade = fill.price
+    def on_status(self, status: MarketStatus) -> None:
+        # a halt pulls the quotes at once: feeds are usually silent until the halt ends
+        if status.symbol == self.p.symbol and status.halted:
+            self._pull()
 
     def on_reject(self, rejection: Rejection) -> None:
         # a refused command is not retried at once: wait a second of market time
@@ -406,6 +407,9 @@ class PureMarketMaking(Strategy):
     def on_order(self, order: Order) -> None:
         if not order.is_done:
             return
+        if order.status is OrderStatus.FILLED and order.symbol == self.p.symbol:
+            # Hummingbot's last_own_trade: the price of our last completely filled order
+            self._last_own_trade = order.avg_fill_price
         cid = order.client_order_id
         self._priced_at.pop(cid, None)
         if self._hanging.pop(cid, None) is not None:
