@@ -384,7 +384,7 @@ class FakeTWS:
         self.pacing_violations = 0
         self.max_msgs_in_1s = 0
         self.max_orders_in_1s = 0
-        self._arrivals: deque[float] = deque()
+        self._arrivals: dict[int, deque[float]] = {}
         self._order_arrivals: deque[float] = deque()
         self._hist_requests: deque[tuple[float, tuple[str, ...]]] = deque()
         self.hist_violations = 0
@@ -1247,7 +1247,8 @@ class FakeTWS:
         self.received[msg_id] += 1
         self.log.append(("in", c.client_id, fields))
         now = time.monotonic()
-        arr = self._arrivals
+        # IB's 50 messages per second is per client connection
+        arr = self._arrivals.setdefault(c.client_id, deque())
         arr.append(now)
         while arr and now - arr[0] > 1.0:
             arr.popleft()

@@ -1019,6 +1019,8 @@ class IBKRBroker(Broker):
         self.commission_wait_s = float(commission_wait_s)
         self.request_timeout = float(request_timeout)
         self.fee_estimate = FeeModel.for_broker("ibkr")
+        #: the fee schedule strategies price with (IB's real commissions arrive with the fills)
+        self.fees: FeeModel = self.fee_estimate
         self.session: IBSession | None = None
         self._cid_by_oid: dict[int, str] = {}
         self._oid_by_cid: dict[str, int] = {}
@@ -1318,6 +1320,12 @@ class IBKRBroker(Broker):
                 changes["lmtPrice"] = self._price_out(order.symbol, limit_price)
             new = dataclasses.replace(trade.order, **changes)
             await s.paced(1, "placeOrder(modify)")
+            if trade.isDone():  # it filled or ended while the modify waited for the pacer
+                self._replacing.pop(cid, None)
+                self._replace_rejected(
+                    cid, message=f"order {oid} for {cid} ended before the modify could be sent"
+                )
+                return
             s.ib.placeOrder(trade.contract, new)
             self.stats["modify"] += 1
 
