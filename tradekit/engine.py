@@ -70,6 +70,10 @@ class _Route:
     on_fill: list[Callable[[Fill], None]] = field(default_factory=list)
     strategies: list[Strategy] = field(default_factory=list)
     pending: dict[str, list[tuple[int, int, float, float, float]]] = field(default_factory=dict)
+    venue_quote: Callable[[Quote], None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.venue_quote = self.broker.on_quote  # bound once: the hot path calls it per quote
 
 
 class _Uptime:
@@ -532,7 +536,7 @@ class Engine:
                 pend = r.pending.get(ev.symbol)
                 if pend and pend[0][0] <= ts:
                     self._markout_quote(r, pend, ev)
-                r.broker.on_quote(ev)
+                r.venue_quote(ev)
                 for cb in r.on_quote:
                     cb(ev)
             else:

@@ -23,7 +23,7 @@ class Portfolio:
     """Signed positions per symbol with average-cost accounting (a flip closes at the average and
     opens the rest at the fill price). ``cash`` moves with every fill and fee."""
 
-    __slots__ = ("_pos", "cash", "currency", "fees", "start_cash")
+    __slots__ = ("_pos", "by_symbol", "cash", "currency", "fees", "start_cash")
 
     def __init__(
         self, cash: float = 0.0, positions: dict[str, float] | None = None, currency: str = "USD"
@@ -33,6 +33,8 @@ class Portfolio:
         self.currency = currency
         self.fees = 0.0
         self._pos: dict[str, _Pos] = {}
+        #: the symbols tracked (read-only view for fast membership tests on the hot path)
+        self.by_symbol = self._pos
         for sym, qty in (positions or {}).items():
             self.set_position(sym, float(qty))
 

@@ -222,7 +222,7 @@ class Broker(_Endpoint, ABC):
     def on_quote(self, quote: Quote) -> None:
         sym = quote.symbol
         self._quotes[sym] = quote
-        if sym in self.portfolio and quote.bid > 0 and quote.ask > 0:
+        if sym in self.portfolio.by_symbol and quote.bid > 0 and quote.ask > 0:
             self.portfolio.mark(sym, (quote.bid + quote.ask) * 0.5)
             if self.risk.limits.max_daily_loss is not None:
                 self.risk.on_pnl(self.portfolio.net_pnl(), quote.ts)
