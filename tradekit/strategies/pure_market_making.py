@@ -282,14 +282,18 @@ class PureMarketMaking(Strategy):
             bid_adj = 1.0
         return bid_adj, 2.0 - bid_adj, max(-1.0, min(1.0, dev))
 
-    def proposal(self, q: Quote, position: float) -> Proposal:
-        """[(side, slot, price, size)] before snapping and limits."""
+    def proposal(self, q: Quote, position: float, ref: float | None = None) -> Proposal:
+        """[(side, slot, price, size)] before snapping and limits (``ref``: the reference
+        price when the caller has it already)."""
         p = self.p
-        ref = self.reference_price(q)
         if ref is None:
-            return []
-        bid_ref = self.reference_price(q, Side.BUY) or ref
-        ask_ref = self.reference_price(q, Side.SELL) or ref
+            ref = self.reference_price(q)
+            if ref is None:
+                return []
+        bid_ref = ask_ref = ref
+        if p.price_source == "inventory_cost":  # the only source that differs by side
+            bid_ref = self.reference_price(q, Side.BUY) or ref
+            ask_ref = self.reference_price(q, Side.SELL) or ref
         bid_adj, ask_adj, dev = self._inventory_adjust(position, ref)
         if p.inventory_price_skew:  # a reservation price: lean against the inventory
             shift = p.inventory_price_skew * dev * ref * (p.bid_spread + p.ask_spread) * 0.5
@@ -496,7 +500,7 @@ class PureMarketMaking(Strategy):
         }
         mid = (q.bid + q.ask) * 0.5
         wanted: dict[tuple[Side, str], tuple[float, float]] = {}
-        for side, name, raw_px, raw_size in self.proposal(q, position):
+        for side, name, raw_px, raw_size in self.proposal(q, position, ref):
             size = self._size(rules, sym, min(raw_size, max(0.0, room[side])))
             if size <= 0 or raw_px <= 0:
                 continue
