@@ -472,6 +472,9 @@ def test_to_dict_round_trip(tmp_path: Path) -> None:
         "hours": "regular",
         "cancel_before_close_s": 60.0,
         "flatten_at_close": False,
+        "unknown_orders": "adopt",
+        "shutdown_timeout_s": 10.0,
+        "flatten_on_kill": False,
     }
     assert d["risk"]["fat_finger"] == 0.05
     assert d["strategy"] == {"kind": "pure_market_making"}

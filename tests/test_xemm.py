@@ -632,3 +632,34 @@ def test_example_script_prints_the_same_summary(
     out = capsys.readouterr().out
     assert f"{example_summary['fills']:,}" in out
     assert f"{example_summary['net_pnl']:,}" in out
+
+
+def test_restart_hedges_what_the_crash_left_unhedged() -> None:
+    """A maker fill journaled, the process killed before its hedge: after the restart the
+    strategy hedges it at the first taker quote (no one-legged position is left)."""
+    from tradekit.enums import Liquidity as Liq
+    from tradekit.model import Fill
+
+    maker = PaperBroker(id_prefix=MAKER, fees=PER_SHARE)
+    taker = PaperBroker(id_prefix=TAKER, fees=PER_SHARE)
+    done = Order(f"{MAKER}-1", MAKER, SYM, Side.BUY, 100, OrderType.LIMIT, 99.0,
+                 status=OrderStatus.FILLED, filled_qty=100, avg_fill_price=99.0,
+                 broker_order_id="P1", created_ts=T0 - S, updated_ts=T0 - S)  # fmt: skip
+    fill = Fill("m-F1", done.client_order_id, MAKER, SYM, Side.BUY, 100, 99.0, 0.5,
+                Liq.MAKER, T0 - S)  # fmt: skip
+    done.fills.append(fill)
+    engine = Engine()
+    engine.add_venue(MAKER, maker)
+    engine.add_venue(TAKER, taker)
+    maker.restore([done], [fill])
+    strategy = xemm()
+    engine.add_strategy(strategy)
+    engine.restore([fill], None)
+    engine.start(T0, T0 + 8 * 3600 * S)
+    assert strategy.unhedged == 100
+    engine.step(Quote(T0 + S, SYM, 99.0, 1000, 99.02, 1000, MAKER))
+    engine.step(Quote(T0 + S, SYM, 99.0, 1000, 99.02, 1000, TAKER))
+    engine.run_due(T0 + 2 * S)
+    hedges = [o for o in taker.orders if o.side is Side.SELL]
+    assert hedges and sum(o.filled_qty for o in hedges) == 100
+    assert maker.position(SYM) + taker.position(SYM) == 0

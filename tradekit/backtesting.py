@@ -194,6 +194,7 @@ def backtest(
     strict: bool = False,
     progress: bool = False,
     strategies: Any = None,
+    journal: str | os.PathLike[str] | None = None,
 ) -> BacktestResult:
     """Run a backtest and return its result (``.summary``, ``.orders``, ``.fills``,
     ``.write(dir)``, ``.report(path)``).
@@ -201,7 +202,8 @@ def backtest(
     ``config``: a TOML path, a dict shaped like the TOML, or a ``tradekit.Config`` (whose
     ``strategy`` may be a ``Strategy`` instance and whose venues may be ``PaperBroker`` objects).
     ``data``: replay files; ``start``/``end``: ISO-8601 with an offset, tz-aware datetimes or
-    ns; ``seed`` overrides ``[market] seed``; ``strict`` makes the first bad data row fatal.
+    ns; ``seed`` overrides ``[market] seed``; ``strict`` makes the first bad data row fatal;
+    ``journal``: also journal every command and event to this file (``tradekit.journal``).
     """
     cfg = load_config(config)
     if isinstance(data, str | os.PathLike):
@@ -219,7 +221,18 @@ def backtest(
         raise ConfigError(f"end {end!r} must be after start {start!r}", key="end")
     events = _merge(sources, start_ns, end_ns)
     bar = _progress_bar(progress)
-    rec = engine.run_backtest(events, start_ns, end_ns, progress=bar)
+    jr = None
+    if journal is not None:
+        from .journal import Journal
+
+        jr = Journal(journal)
+        for r in engine.routes.values():
+            jr.attach(r.broker)
+    try:
+        rec = engine.run_backtest(events, start_ns, end_ns, progress=bar)
+    finally:
+        if jr is not None:
+            jr.close()
     if bar is not None:
         bar(1.0, rec.events)
     return BacktestResult(rec)

@@ -7,6 +7,9 @@
     tradekit run CONFIG [--duration S] [--speed X] [--out DIR] [--journal PATH]
     tradekit check CONFIG [--format toml|json]
     tradekit calendar [DATE] [--calendar NYSE]
+    tradekit sweep CONFIG --grid GRID [--data FILE_OR_GLOB]... [--days START:END]
+                   [--window HH:MM-HH:MM] [--executor local|dask://HOST:PORT|ray|ray://HOST:PORT]
+                   [--workers N] [--out DIR] [--metric NAME] [--top N] [--seed N]
     tradekit data download --venue alpaca|ibkr SYMBOL --start ISO --end ISO
                            --kind quotes|trades|bars --out FILE
 
@@ -130,6 +133,16 @@ def _seed_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be an integer >= 0, not {text!r}")
+    return value
+
+
+def _workers_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, not {text!r}")
     return value
 
 
@@ -264,6 +277,70 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--calendar", default="NYSE", help="market calendar (default: NYSE)")
     p.set_defaults(handler=_cmd_calendar, default_log_level="WARNING")
+
+    p = sub.add_parser(
+        "sweep",
+        parents=[common],
+        help="backtest a grid of strategy parameters over symbols and days",
+        description="Backtest every parameter set of a grid file on every symbol and trading "
+        "day, in parallel (local processes, Dask or Ray), and write runs, aggregates, the best "
+        "sets and a report. Restarted with the same --out, runs already done are skipped.",
+    )
+    p.add_argument("config", metavar="CONFIG", help="TOML config file")
+    p.add_argument("--grid", required=True, metavar="GRID", help="grid TOML file (see README)")
+    p.add_argument(
+        "--data",
+        action="append",
+        metavar="FILE_OR_GLOB",
+        default=None,
+        help="replay data: a file, a glob or an fsspec URL (s3://...); repeatable",
+    )
+    p.add_argument(
+        "--days",
+        metavar="START:END",
+        help="trading days, inclusive (2026-11-02:2026-11-06; only sessions), a day, or a "
+        "comma-separated list (default: [sweep] days, else [market] date, else the whole data)",
+    )
+    p.add_argument(
+        "--window",
+        metavar="HH:MM-HH:MM",
+        help="part of each day to run, New York time (default: the whole session)",
+    )
+    p.add_argument(
+        "--executor",
+        metavar="local|dask://HOST:PORT|ray|ray://HOST:PORT",
+        default=None,
+        help="where the runs execute (default: local processes)",
+    )
+    p.add_argument(
+        "--workers",
+        type=_workers_arg,
+        metavar="N",
+        help="local processes (default: one per CPU); Ray's CPUs when it starts locally",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="output directory (default: ./tradekit-out/sweep-<UTC timestamp>); restarting with "
+        "the same DIR skips the runs already done",
+    )
+    p.add_argument(
+        "--metric",
+        metavar="NAME",
+        help="ranks best.csv: a metric (net_pnl, sharpe, markout_10s, ...) or an aggregate.csv "
+        "column (default: [report] metric, else net_pnl)",
+    )
+    p.add_argument("--top", type=_workers_arg, metavar="N", help="rows of best.csv (default 10)")
+    p.add_argument("--seed", type=_seed_arg, metavar="N", help="base random seed")
+    p.add_argument(
+        "--retries",
+        type=_seed_arg,
+        default=2,
+        metavar="N",
+        help="resubmissions of a run lost with its worker (default 2)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_sweep, default_log_level="WARNING")
 
     p = sub.add_parser(
         "data", parents=[common], help="market data tools", description="Market data tools."
@@ -471,6 +548,35 @@ def _cmd_check(args: argparse.Namespace) -> int:
         print(_to_toml(settings), end="")
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    sweep = _import("tradekit.sweep")
+    result = sweep.run_sweep(
+        args.config,
+        args.grid,
+        data=list(args.data) if args.data else None,
+        days=args.days,
+        window=args.window,
+        executor=args.executor,
+        workers=args.workers,
+        out=args.out,
+        seed=args.seed,
+        metric=args.metric,
+        top=args.top,
+        progress=not args.quiet,
+        retries=args.retries,
+    )
+    print(sweep.format_result(result))
+    print(f"outputs: {result.out}")
+    if result.errors:
+        print(
+            f"{PROG}: error: {result.errors} of {len(result.runs)} runs failed; see "
+            f"{Path(result.out) / 'runs.csv'} (status, error)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
     return EXIT_OK
 
 

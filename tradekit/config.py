@@ -5,13 +5,17 @@
     [venues.NAME]   broker (paper | alpaca | ibkr | a registered name), feed, per-broker keys
     [market]        the synthetic feed: date (a trading day), seed, symbols.SYMBOL.start_price, ...
     [session]       calendar, hours (regular | extended), cancel_before_close_s, flatten_at_close,
-                    stale_data_s
+                    stale_data_s, unknown_orders, shutdown_timeout_s, flatten_on_kill, kill_file
     [risk]          RiskLimits (every key optional)
     [strategy]      kind, venue references, then the strategy's own parameters
     data = [...]    replay files, relative to the config file
 
 Unknown keys, wrong types and impossible values raise ``ConfigError`` naming the file (``None``
-for a dict), the dotted key (``venues.nyse.latency_ms``), the value and what is allowed.
+for a dict), the dotted key (``venues.nyse.latency_ms``), the value and what is allowed. Hostile
+values too, never another exception: numbers anywhere must be finite and at most 1e15 in size
+(latencies at most an hour, session times a day, positions 1e9 shares, prices 1e7, the synthetic
+feed's rates 100 a second), tables and arrays nest at most 32 levels, venue names and symbols
+are at most 64 printable characters, strings are printable, file names hold no NUL.
 
 Credentials (``api_key``, ``secret_key`` and, for third-party brokers, any key whose name looks
 like a secret) are accepted but never shown: ``to_dict()`` and every ``repr`` mask them as
@@ -84,6 +88,33 @@ _SECRET_RE: Final = re.compile(
 )
 _BARE_KEY_RE: Final = re.compile(r"^[A-Za-z0-9_-]+$")
 _DATE_RE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+# Sanity bounds: values beyond them only ever come from a typo or a hostile file, and would
+# overflow (or exhaust memory) somewhere downstream, so they are a ConfigError here.
+_MAX_DEPTH: Final = 32  # levels of nested tables and arrays
+_MAX_MAGNITUDE: Final = 1e15  # any number in a config
+_MAX_NAME: Final = 64  # characters of a venue name or a symbol
+_MAX_PATH: Final = 4096  # characters of a file name
+_MAX_SHARES: Final = 1e9  # a position
+_MAX_PRICE: Final = 1e7  # a price (tradekit.rules refuses orders above it too)
+_MAX_LATENCY_MS: Final = 3_600_000  # an hour
+_MAX_SECONDS: Final = 86_400  # a day
+_MAX_LEVERAGE: Final = 100
+#: Limits of the synthetic feed's [market] / [market.symbols.SYMBOL] numbers:
+#: key -> (lowest, lowest excluded, highest); the feed itself refuses unknown keys.
+_MARKET_NUMBERS: Final[dict[str, tuple[float, bool, float]]] = {
+    "start_price": (0.0, True, _MAX_PRICE),
+    "volatility": (0.0, False, 100.0),  # annualized: 100 is 10,000 %
+    "spread_ticks": (1.0, False, 10_000.0),
+    "tick": (0.0, True, _MAX_PRICE),
+    "quote_rate": (0.0, True, 100.0),  # per second (a day of 100/s is 2.3 M quotes)
+    "trade_rate": (0.0, False, 100.0),  # per second
+    "size": (0.0, True, _MAX_SHARES),
+    "lead_lag_ms": (0.0, False, float(_MAX_LATENCY_MS)),
+    "dislocation_rate": (0.0, False, 3_600.0),  # per hour
+}
+#: [strategy] keys that name a symbol.
+_SYMBOL_REF_KEYS: Final = ("symbol", "symbol_a", "symbol_b", "maker_symbol", "taker_symbol")
 
 
 def is_secret_key(key: str) -> bool:
@@ -159,13 +190,23 @@ class MarketConfig:
 class SessionConfig:
     """The ``[session]`` table: which calendar, regular or extended hours (extended: quote in the
     pre and post sessions too), cancel our orders this many seconds before the close, flatten
-    positions at the close, and treat data older than ``stale_data_s`` as stale (None: never)."""
+    positions at the close, and treat data older than ``stale_data_s`` as stale (None: never).
+
+    Reliability (``tradekit run``): ``unknown_orders`` is what reconciliation does with open
+    orders at a broker that this bot did not place (``adopt`` or ``cancel``); on a stop (Ctrl-C,
+    SIGTERM, the kill switch) the bot cancels its orders and waits up to ``shutdown_timeout_s``
+    for the confirmations, and flattens its positions first when ``flatten_on_kill``; creating
+    the file ``kill_file`` trips the kill switch."""
 
     calendar: str = "NYSE"
     hours: str = "regular"
     cancel_before_close_s: float = 60.0
     flatten_at_close: bool = False
     stale_data_s: float | None = None
+    unknown_orders: str = "adopt"
+    shutdown_timeout_s: float = 10.0
+    flatten_on_kill: bool = False
+    kill_file: str | None = None
 
     @property
     def extended(self) -> bool:
@@ -173,11 +214,8 @@ class SessionConfig:
         return self.hours == "extended"
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``[session]`` table (``stale_data_s`` absent when not set)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        if out["stale_data_s"] is None:
-            del out["stale_data_s"]
-        return out
+        """The ``[session]`` table (keys whose value is None absent)."""
+        return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +354,11 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | Config) -> 
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"invalid TOML: {e}", file=path) from None
+    except RecursionError:
+        raise ConfigError(
+            f"invalid TOML: arrays or tables nested too deeply (at most {_MAX_DEPTH} levels)",
+            file=path,
+        ) from None
     base = Path(path).expanduser().resolve().parent
     return _Validator(path).config(doc, base=base)
 
@@ -360,8 +403,13 @@ def build_strategy(config: Config) -> Any | None:
         if e.file is None and config.path is not None:
             raise ConfigError(e.message, file=config.path, key=e.key) from e
         raise
-    except (TypeError, ValueError) as e:
-        raise ConfigError(str(e), file=config.path, key="strategy") from e
+    except (TypeError, ValueError, ArithmeticError, LookupError) as e:
+        # a strategy that chokes on a hostile value: still a config error, on its table
+        raise ConfigError(
+            f"{type(e).__name__}: {e}" if isinstance(e, ArithmeticError | LookupError) else str(e),
+            file=config.path,
+            key="strategy",
+        ) from e
 
 
 def _optional_module(name: str) -> ModuleType | None:
@@ -491,6 +539,40 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _good_name(value: Any) -> bool:
+    """A venue name or a symbol: a non-empty str of at most 64 printable characters without
+    surrounding spaces."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= _MAX_NAME
+        and value.isprintable()
+        and value == value.strip()
+    )
+
+
+_NAME_RULE: Final = (
+    f"a non-empty string of at most {_MAX_NAME} printable characters without surrounding spaces"
+)
+
+
+def _too_deep(doc: Any, limit: int) -> str | None:
+    """The dotted key of the first table or array nested deeper than ``limit`` (None when none
+    is); iterative, so neither deep nesting nor a cycle in a dict can blow the stack."""
+    stack: list[tuple[Any, str, int]] = [(doc, "", 0)]
+    while stack:
+        value, key, depth = stack.pop()
+        if isinstance(value, Mapping):
+            children = [(v, _join(key, k)) for k, v in value.items()]
+        elif isinstance(value, list | tuple):
+            children = [(v, f"{key}[{i}]") for i, v in enumerate(value)]
+        else:
+            continue
+        if depth >= limit:
+            return key or "(top level)"
+        stack.extend((v, k, depth + 1) for v, k in children)
+    return None
+
+
 class _Validator:
     """Validation of one config document; ``file`` goes into every error."""
 
@@ -519,16 +601,42 @@ class _Validator:
         *,
         minimum: float | None = None,
         positive: bool = False,
+        maximum: float = _MAX_MAGNITUDE,
     ) -> float | int:
         want = "a number"
         if positive:
             want = "a number > 0"
         elif minimum is not None:
             want = f"a number >= {minimum:g}"
-        if not _is_number(value) or not math.isfinite(value):
+        if minimum is None and not positive:
+            want += f" from {-maximum:g} to {maximum:g}"
+        else:
+            want += f" and <= {maximum:g}"
+        # (an int may be too large for a float: compare, never convert)
+        if not _is_number(value) or (isinstance(value, float) and not math.isfinite(value)):
             raise self.error(key, f"must be {want}, not {_show(value, key)}")
-        if (positive and value <= 0) or (minimum is not None and value < minimum):
+        if (
+            (positive and value <= 0)
+            or (minimum is not None and value < minimum)
+            or not -maximum <= value <= maximum
+        ):
             raise self.error(key, f"must be {want}, not {_show(value, key)}")
+        return value
+
+    def sane(self, value: Any, key: str) -> Any:
+        """Check data passed through to another component (strategy parameters, the synthetic
+        feed's settings, a third-party broker's keys): every number finite and at most
+        1e15 in size, every key a string. Returns ``value``."""
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                if not isinstance(k, str):
+                    raise self.error(_join(key, k), f"a key must be a string, not {_show(k, key)}")
+                self.sane(v, _join(key, k))
+        elif isinstance(value, list | tuple):
+            for i, v in enumerate(value):
+                self.sane(v, f"{key}[{i}]")
+        elif _is_number(value):
+            self.number(value, key)
         return value
 
     def integer(self, value: Any, key: str, *, lo: int | None = None, hi: int | None = None) -> int:
@@ -553,6 +661,10 @@ class _Validator:
         want = "one of " + " | ".join(choices) if choices is not None else "a non-empty string"
         if not isinstance(value, str) or not value.strip():
             raise self.error(key, f"must be {want}, not {_show(value, key)}")
+        if not value.isprintable():
+            raise self.error(
+                key, f"must be {want} of printable characters, not {_show(value, key)}"
+            )
         if choices is not None and value not in choices:
             raise self.error(key, f"must be {want}, not {_show(value, key)}")
         return value
@@ -572,6 +684,11 @@ class _Validator:
 
     def config(self, doc: Mapping[str, Any], *, base: Path | None) -> Config:
         doc = self.table(doc, "")
+        deep = _too_deep(doc, _MAX_DEPTH)
+        if deep is not None:
+            raise self.error(
+                deep, f"nested too deeply (at most {_MAX_DEPTH} levels of tables and arrays)"
+            )
         for k in doc:
             if k not in TOP_LEVEL_KEYS:
                 raise self.error(
@@ -582,7 +699,7 @@ class _Validator:
         venues = self.venues(doc["venues"])
         session = self.session(doc.get("session", {}))
         market = self.market(doc.get("market", {}), venues, session)
-        risk = RiskLimits.from_config(self.table(doc.get("risk", {}), "risk"), file=self.file)
+        risk = self.risk(doc.get("risk", {}))
         strategy = None
         if "strategy" in doc:
             strategy = self.strategy(doc["strategy"], venues)
@@ -599,6 +716,18 @@ class _Validator:
             data=data,
         )
 
+    # -- [risk] ------------------------------------------------------------------------------
+
+    def risk(self, value: Any) -> RiskLimits:
+        table = self.table(value, "risk")
+        for k, v in table.items():
+            if _is_number(v):  # RiskLimits judges the rest; an int too large for a float first
+                self.number(v, _join("risk", k))
+        try:
+            return RiskLimits.from_config(table, file=self.file)
+        except (TypeError, ValueError, ArithmeticError) as e:
+            raise self.error("risk", f"{type(e).__name__}: {e}") from None
+
     # -- [venues] ----------------------------------------------------------------------------
 
     def venues(self, value: Any) -> dict[str, VenueConfig]:
@@ -608,10 +737,8 @@ class _Validator:
         out: dict[str, VenueConfig] = {}
         for name, body in table.items():
             key = _join("venues", name)
-            if not isinstance(name, str) or not name.strip() or ":" in name or name != name.strip():
-                raise self.error(
-                    key, "a venue name must be non-empty, without ':' or surrounding spaces"
-                )
+            if not _good_name(name) or ":" in name:
+                raise self.error(key, f"a venue name must be {_NAME_RULE}, without ':'")
             out[name] = self.venue(name, body, key)
         return out
 
@@ -621,7 +748,8 @@ class _Validator:
         if not isinstance(broker, str) or not broker:
             bkey = _join(key, "broker")
             raise self.error(bkey, f"must be a broker name (a string), not {_show(broker, bkey)}")
-        known = self._broker_names()
+        # (the entry points are scanned only for a name that is not built in: it takes ms)
+        known = BROKERS if broker in BROKERS else self._broker_names()
         if broker not in known:
             raise self.error(
                 _join(key, "broker"),
@@ -639,8 +767,8 @@ class _Validator:
             allowed = ["broker", "feed", *checks]
             self.known_keys(body, key, allowed)
             options = {k: checks[k](v, _join(key, k)) for k, v in options.items()}
-        else:  # a third-party broker validates its own keys
-            options = _copy(options)
+        else:  # a third-party broker validates its own keys (numbers must still be sane)
+            options = _copy(self.sane(options, key))
         for k in options:
             if k in _SECRET_KEYS:
                 log.warning(
@@ -665,11 +793,11 @@ class _Validator:
             return {
                 "rules": lambda v, k: self.string(v, k, _RULES),
                 "latency_ms": self.latency,
-                "cash": lambda v, k: self.number(v, k, positive=True),
+                "cash": lambda v, k: self.number(v, k, positive=True),  # <= 1e15
                 "positions": self.positions,
                 "shorting": self.boolean,
                 "fees": self.fees,
-                "leverage": lambda v, k: self.number(v, k, positive=True),
+                "leverage": lambda v, k: self.number(v, k, positive=True, maximum=_MAX_LEVERAGE),
             }
         if broker == "alpaca":
             return {
@@ -697,25 +825,31 @@ class _Validator:
         return {  # ibkr
             "host": self.string,
             "port": lambda v, k: self.integer(v, k, lo=1, hi=65535),
-            "client_id": lambda v, k: self.integer(v, k),
+            "client_id": lambda v, k: self.integer(v, k, lo=-(2**31), hi=2**31 - 1),
         }
 
     def latency(self, value: Any, key: str) -> float | dict[str, float]:
         if isinstance(value, Mapping):
             self.known_keys(value, key, _LATENCY_KEYS)
-            return {k: self.number(v, _join(key, k), minimum=0) for k, v in value.items()}
+            return {
+                k: self.number(v, _join(key, k), minimum=0, maximum=_MAX_LATENCY_MS)
+                for k, v in value.items()
+            }
         if not _is_number(value):
             raise self.error(
                 key,
                 f"must be a number of milliseconds >= 0 or a table "
                 f"{{{', '.join(_LATENCY_KEYS)}}}, not {_show(value, key)}",
             )
-        return self.number(value, key, minimum=0)
+        return self.number(value, key, minimum=0, maximum=_MAX_LATENCY_MS)
 
     def positions(self, value: Any, key: str) -> dict[str, float]:
         table = self.table(value, key)
+        for sym in table:
+            if not _good_name(sym):
+                raise self.error(_join(key, sym), f"a symbol must be {_NAME_RULE}")
         return {
-            sym: self.number(qty, _join(key, sym))  # may be negative (short)
+            sym: self.number(qty, _join(key, sym), maximum=_MAX_SHARES)  # may be negative (short)
             for sym, qty in table.items()
         }
 
@@ -726,11 +860,14 @@ class _Validator:
             raise self.error(
                 key, f"must be a fee schedule name or a table, not {_show(value, key)}"
             )
+        self.sane(value, key)
         try:
             FeeModel.from_config(value)
         except ConfigError as e:
             sub = e.key[len("fees") :] if e.key and e.key.startswith("fees") else ""
             raise self.error(key + sub, e.message) from None
+        except (TypeError, ValueError, ArithmeticError) as e:
+            raise self.error(key, f"{type(e).__name__}: {e}") from None
         return _copy(value)
 
     def currency(self, value: Any, key: str) -> str:
@@ -756,14 +893,43 @@ class _Validator:
             body.get("cancel_before_close_s", d.cancel_before_close_s),
             "session.cancel_before_close_s",
             minimum=0,
+            maximum=_MAX_SECONDS,
         )
         flatten = self.boolean(
             body.get("flatten_at_close", d.flatten_at_close), "session.flatten_at_close"
         )
         stale = body.get("stale_data_s")
         if stale is not None:
-            stale = float(self.number(stale, "session.stale_data_s", positive=True))
-        return SessionConfig(calendar, hours, float(cbc), flatten, stale)
+            stale = float(
+                self.number(stale, "session.stale_data_s", positive=True, maximum=_MAX_SECONDS)
+            )
+        unknown = self.string(
+            body.get("unknown_orders", d.unknown_orders),
+            "session.unknown_orders",
+            ("adopt", "cancel"),
+        )
+        shutdown = self.number(
+            body.get("shutdown_timeout_s", d.shutdown_timeout_s),
+            "session.shutdown_timeout_s",
+            minimum=0,
+        )
+        flatten_kill = self.boolean(
+            body.get("flatten_on_kill", d.flatten_on_kill), "session.flatten_on_kill"
+        )
+        kill_file = body.get("kill_file")
+        if kill_file is not None:
+            kill_file = self.string(kill_file, "session.kill_file")
+        return SessionConfig(
+            calendar,
+            hours,
+            float(cbc),
+            flatten,
+            stale,
+            unknown,
+            float(shutdown),
+            flatten_kill,
+            kill_file,
+        )
 
     def calendar_name(self, value: Any, key: str) -> str:
         from .calendar import get_calendar
@@ -792,11 +958,17 @@ class _Validator:
         raw = self.table(body.get("symbols", {}), "market.symbols")
         for sym, spec in raw.items():
             skey = _join("market.symbols", sym)
-            if not isinstance(sym, str) or not sym.strip() or sym != sym.strip():
-                raise self.error(skey, "a symbol must be a non-empty string without spaces")
+            if not _good_name(sym):
+                raise self.error(skey, f"a symbol must be {_NAME_RULE}")
             spec = self.table(spec, skey)
+            self.market_numbers(spec, skey)
             if "start_price" in spec:
-                self.number(spec["start_price"], _join(skey, "start_price"), positive=True)
+                self.number(
+                    spec["start_price"],
+                    _join(skey, "start_price"),
+                    positive=True,
+                    maximum=_MAX_PRICE,
+                )
             elif synthetic:
                 raise self.error(
                     _join(skey, "start_price"),
@@ -810,7 +982,21 @@ class _Validator:
                 f"[market.symbols.SYMBOL] table with a start_price",
             )
         options = {k: _copy(v) for k, v in body.items() if k not in ("date", "seed", "symbols")}
+        self.market_numbers(options, "market")
         return MarketConfig(date=date, seed=seed, symbols=symbols, options=options)
+
+    def market_numbers(self, table: Mapping[str, Any], key: str) -> None:
+        """The synthetic feed's numbers within their limits (its other checks are its own)."""
+        for k, v in table.items():
+            limits = _MARKET_NUMBERS.get(k)
+            if limits is None or not _is_number(v):
+                continue  # the feed refuses unknown keys and non-numbers itself
+            low, strict, high = limits
+            if strict and low == 0:
+                self.number(v, _join(key, k), positive=True, maximum=high)
+            else:
+                self.number(v, _join(key, k), minimum=low, maximum=high)
+        self.sane(table, key)
 
     def seed(self, value: Any, key: str) -> int:
         return self.integer(value, key, lo=0)
@@ -867,6 +1053,13 @@ class _Validator:
                         f"strategy.{ref}",
                         f"unknown venue {_show(v, ref)}; defined venues: {', '.join(venues)}",
                     )
+        for ref in _SYMBOL_REF_KEYS:
+            if ref in body and not _good_name(body[ref]):
+                raise self.error(
+                    f"strategy.{ref}",
+                    f"a symbol must be {_NAME_RULE}, not {_show(body[ref], ref)}",
+                )
+        self.sane(body, "strategy")
         params = {k: _copy(v) for k, v in body.items() if k != "kind"}
         return StrategyConfig(kind=kind, params=params)
 
@@ -880,6 +1073,13 @@ class _Validator:
         for i, item in enumerate(items):
             if not isinstance(item, str | os.PathLike) or not os.fspath(item).strip():
                 raise self.error(f"{key}[{i}]", f"must be a file name, not {_show(item, key)}")
+            text = os.fspath(item)
+            if not isinstance(text, str) or "\x00" in text or len(text) > _MAX_PATH:
+                raise self.error(
+                    f"{key}[{i}]",
+                    f"must be a file name (text without NUL characters, at most {_MAX_PATH} "
+                    f"characters), not {_show(item, key)}",
+                )
             p = Path(os.fspath(item)).expanduser()
             if base is not None and not p.is_absolute():
                 p = base / p

@@ -18,8 +18,9 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -30,6 +31,7 @@ from .clock import SimClock
 from .enums import OrderStatus, OrderType, Session, Side, TimeInForce
 from .errors import ConfigError, DataError
 from .model import Bar, Fill, MarketStatus, Order, Quote, Trade
+from .reconcile import VenueStatus
 from .results import RunRecord
 from .risk import KillSwitch
 from .strategies.base import SessionChange, Strategy, Timer
@@ -38,6 +40,7 @@ from .timeutil import NS_PER_S
 log = logging.getLogger("tradekit.engine")
 
 _K_CALL, _K_DATA, _K_TIMER, _K_SESSION, _K_CLOSING = range(5)
+_ts = attrgetter("ts")
 MARKOUT_HORIZONS_S = (1, 10, 60)
 _FAR_FUTURE = 2**62
 _LIVE = frozenset(
@@ -70,6 +73,9 @@ class _Route:
     on_fill: list[Callable[[Fill], None]] = field(default_factory=list)
     strategies: list[Strategy] = field(default_factory=list)
     pending: dict[str, list[tuple[int, int, float, float, float]]] = field(default_factory=dict)
+    #: why the venue's strategies are paused now ("down": no trading connection, "stale": no
+    #: fresh market data); empty: trading
+    blocked: set[str] = field(default_factory=set)
     venue_quote: Callable[[Quote], None] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -200,6 +206,11 @@ class Engine:
         self.start_ns = 0
         self.end_ns = 0
         self._t0_wall = 0.0
+        self._paused: set[int] = set()  # id() of the strategies paused now
+        self._restored = False
+        #: when the journal's history began (a restarted run's outputs cover all of it)
+        self.history_start_ns: int | None = None
+        self._restored_initial: dict[str, float] | None = None
 
     @classmethod
     def for_session(cls, session: Any, *, kill_switch: KillSwitch | None = None) -> Engine:
@@ -244,18 +255,66 @@ class Engine:
                         key="strategy",
                     )
                 r.strategies.append(s)
-                for attr, lst in (
-                    ("on_quote", r.on_quote),
-                    ("on_trade", r.on_trade),
-                    ("on_bar", r.on_bar),
-                    ("on_status", r.on_status),
-                    ("on_order", r.on_order),
-                    ("on_fill", r.on_fill),
-                ):
-                    fn = getattr(s, attr)
-                    if getattr(type(s), attr) is not getattr(Strategy, attr):
-                        lst.append(fn)
             s.bind(self)
+        self._wire_callbacks()
+
+    def _wire_callbacks(self) -> None:
+        """Each route's callback lists: the strategies trading it, less the paused ones for
+        market data (a paused strategy still learns about its orders and fills)."""
+        for r in self.routes.values():
+            for attr in ("on_quote", "on_trade", "on_bar", "on_status", "on_order", "on_fill"):
+                lst: list[Any] = getattr(r, attr)
+                lst.clear()
+                data = attr not in ("on_order", "on_fill")
+                for s in r.strategies:
+                    if data and id(s) in self._paused:
+                        continue
+                    if getattr(type(s), attr) is not getattr(Strategy, attr):
+                        lst.append(getattr(s, attr))
+
+    # ---- pausing (venue down or data stale) ------------------------------------------------
+    def set_blocked(self, venue: str, reason: str, blocked: bool) -> None:
+        """Pause (``blocked``) or resume, for ``reason``, the strategies trading ``venue``: a
+        paused strategy gets no market data and no timers, and its quotes are pulled where the
+        venues take cancels. It resumes once none of its venues is blocked for any reason."""
+        r = self.routes.get(venue)
+        if r is None:
+            return
+        if blocked == (reason in r.blocked):
+            return
+        if blocked:
+            r.blocked.add(reason)
+        else:
+            r.blocked.discard(reason)
+        paused = {id(s) for rt in self.routes.values() if rt.blocked for s in rt.strategies}
+        newly = [s for s in self.strategies if id(s) in paused and id(s) not in self._paused]
+        resumed = [s for s in self.strategies if id(s) not in paused and id(s) in self._paused]
+        self._paused = paused
+        if newly or resumed:
+            self._wire_callbacks()
+        for s in newly:
+            log.warning("%s paused: venue %s %s", type(s).__name__, venue, reason)
+            for v in s.venues_used() or list(self.routes):
+                b = self.routes[v].broker
+                try:
+                    b.cancel_all()
+                except Exception as e:  # the venue may be unreachable: best effort
+                    log.warning("%s: cannot pull the quotes: %s", v, e)
+        for s in resumed:
+            log.info("%s resumed: venue %s %s cleared", type(s).__name__, venue, reason)
+
+    def paused(self, strategy: Strategy) -> bool:
+        return id(strategy) in self._paused
+
+    # ---- restart --------------------------------------------------------------------------
+    def restore(self, fills: list[Fill], initial_positions: Mapping[str, float] | None) -> None:
+        """A run restarted from a journal (the brokers were restored already): the history's
+        fills count in the outputs, the starting inventory is the first run's, and each strategy
+        gets ``on_restore`` before ``on_start``."""
+        self.fills[:0] = sorted(fills, key=_ts)
+        self._restored = True
+        if initial_positions is not None:
+            self._restored_initial = dict(initial_positions)
 
     # ---- StrategyContext ----------------------------------------------------------------------
     def broker(self, venue: str) -> Broker:
@@ -331,6 +390,8 @@ class Engine:
             return
         if interval:
             self._push(ts + interval, _K_TIMER, (strategy, name, interval, token))
+        if id(strategy) in self._paused:
+            return
         strategy.on_timer(Timer(name, ts, interval))
 
     def _on_session(self, ts: int, session: Session) -> None:
@@ -356,7 +417,17 @@ class Engine:
             if r.strategies:
                 r.broker.cancel_all()
         if self.flatten_at_close:
+            self.flatten()
+
+    def flatten(self) -> None:
+        """Close every position (market orders in the regular session, marketable limit orders
+        outside it); allowed through a tripped kill switch, as it only reduces positions."""
+        ks = self.kill_switch
+        ks.flattening = True
+        try:
             self._flatten()
+        finally:
+            ks.flattening = False
 
     def _flatten(self) -> None:
         for r in self.routes.values():
@@ -402,6 +473,8 @@ class Engine:
             self._uptime.on_order(obj, self.clock._ns)
             for order_cb in r.on_order:
                 order_cb(obj)
+        elif type(obj) is VenueStatus:
+            self.set_blocked(venue, "down", not obj.up)
 
     def _record_fill(self, r: _Route, fill: Fill) -> None:
         self.fills.append(fill)
@@ -477,13 +550,23 @@ class Engine:
         self._session = self._calendar.session_at(start_ns)
         self._schedule_next_session(start_ns)
         self._uptime.set_open(self._session in self._quoted, start_ns)
-        for name, r in self.routes.items():
-            for sym in r.broker.portfolio.symbols():
-                self._initial[f"{name}:{sym}"] = r.broker.position(sym)
+        if self._restored_initial is not None:
+            self._initial = dict(self._restored_initial)
+        else:
+            for name, r in self.routes.items():
+                for sym in r.broker.portfolio.symbols():
+                    self._initial[f"{name}:{sym}"] = r.broker.position(sym)
         self._replay_venues = [n for n, r in self.routes.items() if r.replay]
         self._next_sample = start_ns
         self._started = True
         self._t0_wall = time.perf_counter()  # after the one-off set-up (calendar tables)
+        if self._restored:
+            for s in self.strategies:
+                mine = [self.routes[v].broker for v in s.venues_used() or self.routes]
+                # (the brokers' orders: the journal's, reconciled, plus any adopted; their
+                # fills: the journal's plus those recovered at reconciliation)
+                orders = [o for b in mine for o in b.orders]
+                s.on_restore(orders, sorted((f for o in orders for f in o.fills), key=_ts))
         for s in self.strategies:
             s.on_start()
 
@@ -606,23 +689,37 @@ class Engine:
                 smp["position"].append(b.position(sym))
         self._pnl_curve.append((ts, self.net_pnl()))
 
+    def halt(self, *, flatten: bool = False) -> None:
+        """Call ``on_stop``, cancel what is still open (and flatten, if asked), and let the
+        simulated venues answer. Idempotent; ``stop`` records afterwards."""
+        if self._stopped:
+            return
+        for s in self.strategies:
+            s.on_stop()
+        self._stopped = True
+        for r in self.routes.values():
+            if r.strategies:
+                r.broker.cancel_all()
+        self._drain()
+        if flatten:
+            self.flatten()
+            self._drain()
+
+    def _drain(self, horizon_ns: int = 60 * NS_PER_S) -> None:
+        """Run the venue events of the next ``horizon_ns`` (the simulated venues' answers to
+        the cancels; not the session-end sweeps of a run stopped mid-day). Timers are over."""
+        heap = self._heap
+        until = self.clock._ns + horizon_ns
+        while heap and heap[0][0] <= until:
+            due, _, kind, payload = heapq.heappop(heap)
+            if kind == _K_CALL:
+                if due > self.clock._ns:
+                    self.clock._ns = due
+                payload[0](*payload[1])
+
     def stop(self, end_ts: int) -> RunRecord:
-        """Call ``on_stop``, cancel what is still open, let the venues answer, and record."""
-        if not self._stopped:
-            for s in self.strategies:
-                s.on_stop()
-            self._stopped = True
-            for r in self.routes.values():
-                if r.strategies:
-                    r.broker.cancel_all()
-            # let the venues answer the cancels (venue events only; timers are over)
-            heap = self._heap
-            while heap:
-                due, _, kind, payload = heapq.heappop(heap)
-                if kind == _K_CALL:
-                    if due > self.clock._ns:
-                        self.clock._ns = due
-                    payload[0](*payload[1])
+        """Halt (see ``halt``) and record the run."""
+        self.halt()
         return self._record(end_ts)
 
     def _record(self, end_ts: int) -> RunRecord:
@@ -648,7 +745,7 @@ class Engine:
         kinds = ",".join(s.kind for s in self.strategies) or "none"
         return RunRecord(
             strategy=kinds,
-            start_ns=self.start_ns,
+            start_ns=self.start_ns if self.history_start_ns is None else self.history_start_ns,
             end_ns=end_ts,
             events=self.events,
             wall_seconds=time.perf_counter() - self._t0_wall,

@@ -17,6 +17,7 @@ from typing import Any
 from .enums import OrderStatus, OrderType, RejectReason, Side, TimeInForce
 from .errors import OrderRejected
 from .model import Fill, Order
+from .rules import _short, as_number
 
 log = logging.getLogger("tradekit.orders")
 
@@ -72,6 +73,9 @@ TRANSITIONS: frozenset[tuple[OrderStatus, OrderStatus]] = frozenset(
 )
 
 _EPS = 1e-9
+#: Longest symbol and client order id accepted (Alpaca takes client order ids of up to 128).
+_MAX_SYMBOL = 64
+_MAX_CLIENT_ID = 128
 
 
 def can_transition(src: OrderStatus, dst: OrderStatus) -> bool:
@@ -165,13 +169,50 @@ class OrderManager:
             raise OrderRejected(
                 RejectReason.ORDER_TYPE, f"time in force {tif!r} is not one of {allowed}"
             )
-        if not isinstance(symbol, str) or not symbol:
-            raise OrderRejected(RejectReason.INVALID, f"symbol {symbol!r} must be a non-empty str")
-        for name, v in (("qty", qty), ("limit_price", limit_price), ("stop_price", stop_price)):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
-                raise OrderRejected(RejectReason.INVALID, f"{name} {v!r} must be a number")
+        if (
+            not isinstance(symbol, str)
+            or not symbol
+            or len(symbol) > _MAX_SYMBOL
+            or not symbol.isprintable()
+            or symbol != symbol.strip()
+        ):
+            raise OrderRejected(
+                RejectReason.INVALID,
+                f"symbol {_short(symbol)} must be a non-empty str of at most {_MAX_SYMBOL} "
+                f"printable characters without surrounding spaces",
+            )
+        # qty and prices: ints, floats, numpy numbers, Decimal; never bools or strings
+        qty_f = qty if qty.__class__ is float else as_number(qty, "qty", symbol)
+        lp = limit_price
+        if lp is not None and lp.__class__ is not float:
+            lp = as_number(lp, "limit_price", symbol)
+        sp = stop_price
+        if sp is not None and sp.__class__ is not float:
+            sp = as_number(sp, "stop_price", symbol)
+        if extended_hours is not False and extended_hours is not True:
+            # also numpy bools and the ints 0 and 1; never a string ("no" is truthy)
+            cls = extended_hours.__class__
+            if not (
+                (cls.__module__ == "numpy" and cls.__name__ in ("bool", "bool_"))
+                or (cls is int and extended_hours in (0, 1))
+            ):
+                raise OrderRejected(
+                    RejectReason.INVALID,
+                    f"extended_hours {_short(extended_hours)} must be True or False",
+                )
         if client_order_id is None:
             client_order_id = self.ids()
+        elif (
+            not isinstance(client_order_id, str)
+            or not client_order_id
+            or len(client_order_id) > _MAX_CLIENT_ID
+            or not client_order_id.isprintable()
+        ):
+            raise OrderRejected(
+                RejectReason.INVALID,
+                f"client_order_id {_short(client_order_id)} must be a non-empty str of at most "
+                f"{_MAX_CLIENT_ID} printable characters",
+            )
         elif client_order_id in self.orders:
             raise OrderRejected(
                 RejectReason.DUPLICATE_ID,
@@ -182,10 +223,10 @@ class OrderManager:
             venue=self.venue,
             symbol=symbol,
             side=side,
-            qty=float(qty),
+            qty=qty_f,
             type=otype,
-            limit_price=None if limit_price is None else float(limit_price),
-            stop_price=None if stop_price is None else float(stop_price),
+            limit_price=lp,
+            stop_price=sp,
             tif=tif,
             extended_hours=bool(extended_hours),
             created_ts=ts,
@@ -215,6 +256,26 @@ class OrderManager:
             self.open[order.client_order_id] = order
         if order.broker_order_id:
             self._by_broker_id[order.broker_order_id] = order.client_order_id
+
+    def restore(self, orders: Iterable[Order], fills: Iterable[Fill]) -> None:
+        """Take back orders and fills rebuilt from a journal. A cancel or replace that was
+        pending when the journal ended is treated as not applied (the order is working again):
+        the broker says what became of it at reconciliation. New client order ids continue
+        after the highest restored one of this prefix."""
+        prefix = self.ids.prefix + "-"
+        top = self.ids._n
+        for o in orders:
+            if o.status is S.PENDING_CANCEL or o.status is S.PENDING_REPLACE:
+                o.status = S.PARTIALLY_FILLED if o.filled_qty > _EPS else S.NEW
+                if o.broker_order_id is None:
+                    o.status = S.PENDING_NEW
+            self.adopt(o)
+            cid = o.client_order_id
+            if cid.startswith(prefix) and cid[len(prefix) :].isdigit():
+                top = max(top, int(cid[len(prefix) :]))
+        self.ids._n = top
+        for f in fills:
+            self._fill_ids.add(f.fill_id)
 
     # ---- lookup ---------------------------------------------------------------------------
     def get(self, client_order_id: str) -> Order | None:
@@ -421,6 +482,19 @@ class OrderManager:
             self._set_status(order, S.FILLED, ts)
         elif order.status is not S.PENDING_CANCEL:
             self._set_status(order, S.PARTIALLY_FILLED if order.filled_qty > _EPS else S.NEW, ts)
+        self._emit(order)
+        return order
+
+    def on_restated(self, client_order_id: str, qty: float, ts: int) -> Order | None:
+        """The broker works a different total quantity for the order than the handle shows (a
+        replacement sized before fills that were reported later): the handle takes it."""
+        order = self.orders.get(client_order_id)
+        if order is None or abs(order.qty - qty) <= _EPS:
+            return order
+        order.qty = float(qty)
+        order.updated_ts = max(order.updated_ts, ts)
+        if order.is_open and order.filled_qty >= order.qty - _EPS:
+            self._set_status(order, S.FILLED, ts)
         self._emit(order)
         return order
 

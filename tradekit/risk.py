@@ -96,6 +96,8 @@ class KillSwitch:
     def __init__(self) -> None:
         self.tripped = False
         self.reason = ""
+        #: set while a flatten runs: orders that only reduce a position pass a tripped switch
+        self.flattening = False
         self._listeners: list[Callable[[str], None]] = []
         self._flag_file: str | None = None
         self._lock = threading.Lock()
@@ -169,7 +171,12 @@ class RiskManager:
     ) -> None:
         """Raise ``OrderRejected`` when the order breaks a limit. ``open_same_side`` is the
         remaining quantity of our other open orders of the symbol on this side."""
-        if self.kill_switch.tripped:
+        if self.kill_switch.tripped and not (
+            self.kill_switch.flattening
+            and position
+            and (side is Side.SELL) == (position > 0)
+            and qty <= abs(position) + 1e-9
+        ):
             raise OrderRejected(
                 RejectReason.KILL_SWITCH,
                 f"kill switch tripped ({self.kill_switch.reason}); no new orders",

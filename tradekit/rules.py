@@ -12,10 +12,11 @@
 
 ``check`` applies, in this order (the first violation raises):
 
-1. sanity: qty finite and > 0, prices finite and > 0 (``INVALID``); the order type matches its
-   prices and the profile allows the type and time in force (``ORDER_TYPE``); the instrument is
-   tradable (``INVALID``);
-2. ticks: limit and stop prices on the tick at that price (``TICK_SIZE``);
+1. sanity: qty finite, > 0 and at most the profile's ``max_qty``, prices finite, > 0 and at most
+   its ``max_price`` (``INVALID``: bools, strings and other non-numbers too); the order type
+   matches its prices and the profile allows the type and time in force (``ORDER_TYPE``); the
+   instrument is tradable (``INVALID``);
+2. ticks: limit and stop prices on the tick at that price and at least one tick (``TICK_SIZE``);
 3. quantity: fractional shares (``FRACTIONAL``), lot (``LOT_SIZE``), minimum quantity
    (``MIN_QTY``), minimum notional (``MIN_NOTIONAL``);
 4. the extended-hours flag only with the profile's extended-hours types and TIFs
@@ -37,7 +38,7 @@ from .enums import OrderStatus, OrderType, RejectReason, Session, Side, TimeInFo
 from .errors import ConfigError, OrderRejected
 from .model import RULE_612, Instrument, Order, OrderRequest, Quote, TickRule
 
-__all__ = ["OrderRules", "RuleContext", "RulesProfile", "PROFILES"]
+__all__ = ["OrderRules", "RuleContext", "RulesProfile", "PROFILES", "as_number"]
 
 # Module-level aliases: attribute access on an Enum class costs more than a global lookup.
 _BUY = Side.BUY
@@ -115,6 +116,8 @@ class RulesProfile:
       committed to open sells is refused (``INSUFFICIENT_QTY``) instead of flipping short (Alpaca).
     - ``wash_trade_guard``: refuse orders that could trade against our own opposite-side orders.
     - ``tick_rule``, ``default_fractionable``: how an unregistered symbol's ``Instrument`` is built.
+    - ``max_qty`` / ``max_price``: sanity bounds; a larger quantity (shares) or price is refused
+      (``INVALID``) as a typo or garbage, whatever the risk limits (none by default) say.
     """
 
     name: str
@@ -132,6 +135,8 @@ class RulesProfile:
     wash_trade_guard: bool = True
     tick_rule: TickRule = RULE_612
     default_fractionable: bool = False
+    max_qty: float = 1e9
+    max_price: float = 1e7
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -149,6 +154,11 @@ class RulesProfile:
             object.__setattr__(self, "tick_rule", TickRule.coerce(self.tick_rule))
         except (TypeError, ValueError) as e:
             raise ConfigError(str(e), key="tick_rule")
+        for fname in ("max_qty", "max_price"):
+            v = getattr(self, fname)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < _INF:
+                raise ConfigError(f"{fname} must be a finite number > 0, not {v!r}", key=fname)
+            object.__setattr__(self, fname, float(v))
 
     @classmethod
     def for_broker(cls, name: str) -> RulesProfile:
@@ -330,14 +340,38 @@ def _reject(reason: RejectReason, message: str) -> OrderRejected:
     return OrderRejected(reason, message)
 
 
-def _number(value: Any, what: str, symbol: str) -> float:
-    """The slow path for a qty or price that is not a ``float``: ints, numpy numbers, Decimal."""
-    if isinstance(value, bool | str):
-        raise _reject(RejectReason.INVALID, f"{what} {value!r} for {symbol} must be a number")
+def _short(value: Any) -> str:
+    """``repr(value)``, cut to 80 characters (hostile values can be huge)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def as_number(value: Any, what: str, symbol: str = "") -> float:
+    """``value`` (an order's qty or price) as a ``float``: ints, floats, numpy numbers and
+    ``Decimal`` are taken; a bool, a string or anything else raises ``OrderRejected(INVALID)``
+    naming the value and what is allowed (ranges are ``OrderRules.check``'s to judge)."""
+    if value.__class__ is float:
+        return value
+    where = f" for {symbol}" if symbol else ""
+    if isinstance(value, bool | str | bytes) or type(value).__name__ in ("bool", "bool_"):
+        raise _reject(
+            RejectReason.INVALID,
+            f"{what} {_short(value)}{where} must be a number (an int or a float), "
+            f"not {type(value).__name__}",
+        )
     try:
         return float(value)
-    except (TypeError, ValueError):
-        raise _reject(RejectReason.INVALID, f"{what} {value!r} for {symbol} must be a number")
+    except OverflowError:
+        raise _reject(RejectReason.INVALID, f"{what} {_short(value)}{where} is too large")
+    except (TypeError, ValueError, ArithmeticError):
+        raise _reject(
+            RejectReason.INVALID,
+            f"{what} {_short(value)}{where} must be a number (an int or a float), "
+            f"not {type(value).__name__}",
+        )
+
+
+_number = as_number
 
 
 class OrderRules:
@@ -475,7 +509,7 @@ class OrderRules:
         _, tick, dec = bands[_band_index(bands, price)]
         n = price / tick
         r = round(n)
-        if abs(n - r) > _EPS * (n if n > 1.0 else 1.0):
+        if abs(n - r) > _EPS * (n if n > 1.0 else 1.0) or r < 1:
             raise self._tick_error("price", symbol, price)
         return f"{round(r * tick, dec):.{dec}f}"
 
@@ -499,8 +533,27 @@ class OrderRules:
             )
         return s
 
+    def _range_error(self, what: str, value: float, symbol: str, most: float) -> OrderRejected:
+        if value > most and value < _INF:
+            return _reject(
+                RejectReason.INVALID,
+                f"{what} {_fmt(value)} for {symbol} is above the largest accepted, "
+                f"{_fmt(most)} (a typo?)",
+            )
+        return _reject(
+            RejectReason.INVALID,
+            f"{what} {value!r} for {symbol} must be a finite number > 0 (at most {_fmt(most)})",
+        )
+
     def _tick_error(self, what: str, symbol: str, price: float) -> OrderRejected:
         bands = self._spec(symbol).bands
+        if price < 0.5 * bands[0][1]:
+            low = bands[0][1]
+            return _reject(
+                RejectReason.TICK_SIZE,
+                f"{what} {price!r} for {symbol} is below the smallest valid price "
+                f"{low:.{bands[0][2]}f} (one tick)",
+            )
         _, tick, dec = bands[_band_index(bands, price)]
         lo, hi = _snap_down(bands, price), _snap_up(bands, price)
         dlo = bands[_band_index(bands, lo)][2]
@@ -535,28 +588,20 @@ class OrderRules:
         qty = order.qty
         if qty.__class__ is not float:
             qty = _number(qty, "qty", symbol)
-        if not 0.0 < qty < _INF:
-            raise _reject(
-                RejectReason.INVALID, f"qty {qty!r} for {symbol} must be a finite number > 0"
-            )
+        if not 0.0 < qty <= prof.max_qty:
+            raise self._range_error("qty", qty, symbol, prof.max_qty)
         lp = order.limit_price
         if lp is not None:
             if lp.__class__ is not float:
                 lp = _number(lp, "limit price", symbol)
-            if not 0.0 < lp < _INF:
-                raise _reject(
-                    RejectReason.INVALID,
-                    f"limit price {lp!r} for {symbol} must be a finite number > 0",
-                )
+            if not 0.0 < lp <= prof.max_price:
+                raise self._range_error("limit price", lp, symbol, prof.max_price)
         sp = order.stop_price
         if sp is not None:
             if sp.__class__ is not float:
                 sp = _number(sp, "stop price", symbol)
-            if not 0.0 < sp < _INF:
-                raise _reject(
-                    RejectReason.INVALID,
-                    f"stop price {sp!r} for {symbol} must be a finite number > 0",
-                )
+            if not 0.0 < sp <= prof.max_price:
+                raise self._range_error("stop price", sp, symbol, prof.max_price)
         if typ is _LIMIT:
             if lp is None or sp is not None:
                 raise self._type_price_error(typ, lp, sp, symbol)
@@ -596,15 +641,20 @@ class OrderRules:
             while i > 0 and lp < bands[i][0] - _EDGE:
                 i -= 1
             n = lp / bands[i][1]
-            if abs(n - round(n)) > _EPS * (n if n > 1.0 else 1.0):
+            if abs(n - round(n)) > _EPS * (n if n > 1.0 else 1.0) or n < 0.5:
                 raise self._tick_error("limit price", symbol, lp)
-        if sp is not None and not _on_tick(spec.bands, sp):
+        if sp is not None and (not _on_tick(spec.bands, sp) or sp < 0.5 * spec.bands[0][1]):
             raise self._tick_error("stop price", symbol, sp)
 
         # 3. quantity -------------------------------------------------------------------------
         whole = abs(qty - round(qty)) <= _EPS * (qty if qty > 1.0 else 1.0)
         ext = bool(order.extended_hours)
         if not whole:
+            if abs(round(qty, 9) - qty) > 1e-12 * (qty if qty > 1.0 else 1.0):
+                raise _reject(
+                    RejectReason.INVALID,
+                    f"qty {qty!r} for {symbol} has more than 9 decimals; round it first",
+                )
             self._check_fractional(spec, symbol, qty, typ, tif, ext)
         lot = spec.lot
         if lot != 1.0:

@@ -22,11 +22,21 @@ quantity (403 insufficient qty), buying power (403), extended hours only for DAY
 ``X-RateLimit-*`` headers).
 
 Test hooks: ``set_quote``/``trade`` (the venue's market: marketable orders fill at the touch on
-arrival), ``fill`` (execute a resting order, partly or fully), ``fill_on_arrival`` (the next order
-with that client order id is partly filled *before* its ``new`` event), ``resend_last``
-(duplicate events), ``inject`` (429 storms, 5xx, delays; optionally after the request took
-effect), ``drop_trade_stream``/``restore_trade_stream``, ``push_*``/``drop_data_streams``/
-``data_muted`` for the data stream, ``history`` for the REST history.
+arrival; ``set_quote(..., match=True)`` or ``cross`` also fill resting orders the new touch
+reaches), ``fill`` (execute a resting order, partly or fully), ``fill_on_arrival`` (the next order
+with that client order id is partly filled *before* its ``new`` event), ``fill_on_cancel`` (a
+cancel is answered by a fill first; ``late``: its event goes out after the ``canceled`` one),
+``resend_last`` (duplicate events), ``inject``/``fail_next`` (429 storms, 5xx, delays;
+optionally after the request took effect), ``drop_trade_stream``/``drop_stream``/
+``restore_trade_stream``, ``forget`` (the venue loses an order), ``push_*``/
+``drop_data_streams``/``data_muted`` for the data stream, ``history`` for the REST history.
+
+Trade-stream faults (seeded by ``seed``): ``duplicate_events`` (True: every event twice; a
+float: that share of them), ``reorder_window`` (events go out shuffled in groups of up to that
+many), ``delay_events_ms`` (each event waits up to that long), ``send_garbage(kind)`` (a
+malformed message: ``json``, ``list``, ``no_data``, ``unknown_stream``, ``unknown_event``,
+``missing_fields``, ``bad_number``, ``overfilled``). ``executions`` lists every execution
+(``FakeExecution``) with its id, as ``fill`` events carry it.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ import itertools
 import json
 import logging
 import math
+import random
 import threading
 import time
 import uuid
@@ -124,6 +135,33 @@ class Fault:
         return self.times > 0 and self.method in ("*", method) and path.startswith(self.path)
 
 
+@dataclass(frozen=True)
+class FakeExecution:
+    """One execution at the fake (what a ``fill``/``partial_fill`` event reports)."""
+
+    exec_id: str
+    order_id: str
+    client_order_id: str
+    symbol: str
+    side: str
+    qty: Decimal
+    price: Decimal
+    cum_qty: Decimal
+
+
+#: kinds of ``send_garbage``
+GARBAGE_KINDS = (
+    "json",
+    "list",
+    "no_data",
+    "unknown_stream",
+    "unknown_event",
+    "missing_fields",
+    "bad_number",
+    "overfilled",
+)
+
+
 @dataclass
 class FakeOrder:
     id: str
@@ -157,6 +195,17 @@ class FakeOrder:
         return self.status in OPEN
 
 
+@dataclass(frozen=True)
+class _Raw:
+    """A trade-stream message sent as these bytes (malformed on purpose)."""
+
+    data: bytes
+
+
+#: an outbox marker: drop the trade-stream connections once the events before it went out
+_CUT = _Raw(b"")
+
+
 @dataclass(eq=False)
 class _DataConn:
     ws: ServerConnection
@@ -187,6 +236,7 @@ class FakeAlpaca:
         page_size: int = 10_000,
         fees: FeeModel | None = None,
         leverage: float = 2.0,
+        seed: int = 0,
     ) -> None:
         self.key = key
         self.secret = secret
@@ -211,6 +261,23 @@ class FakeAlpaca:
         self.history_requests: list[dict[str, str]] = []
         self.faults: list[Fault] = []
         self.fill_on_arrival: dict[str, tuple[float, float]] = {}
+        #: client order id (of the Alpaca order) -> (qty, price or None: its limit, late)
+        self.fill_on_cancel: dict[str, tuple[float, float | None, bool]] = {}
+        #: client order ids whose late fill (``fill_on_cancel``) is lost: the trade stream drops
+        #: between the cancel confirmation and the fill's event
+        self.cut_after_cancel: set[str] = set()
+        self.executions: list[FakeExecution] = []
+        #: POSTs refused because their client order id was used before
+        self.duplicate_cid_posts = 0
+        # trade-stream faults
+        self.rng = random.Random(seed)
+        self.duplicate_events: bool | float = False
+        self.reorder_window = 0
+        self.delay_events_ms = 0.0
+        self.garbage_sent = 0
+        self.garbage_delivered = 0
+        #: messages sent on the current trade-stream connection
+        self.conn_delivered = 0
         self.history: dict[str, dict[str, list[dict[str, Any]]]] = {
             "quotes": {},
             "trades": {},
@@ -306,10 +373,20 @@ class FakeAlpaca:
 
     # ------------------------------------------------------------------------------ market
     def set_quote(
-        self, symbol: str, bid: float, bid_size: float, ask: float, ask_size: float
+        self,
+        symbol: str,
+        bid: float,
+        bid_size: float,
+        ask: float,
+        ask_size: float,
+        *,
+        match: bool = False,
     ) -> None:
+        """The venue's top of book; ``match``: resting orders it reaches fill (``cross``)."""
         with self.lock:
             self.quotes[symbol] = (bid, bid_size, ask, ask_size)
+            if match:
+                self.cross(symbol)
 
     def asset(self, symbol: str) -> dict[str, Any] | None:
         if symbol in self.unknown_symbols:
@@ -361,6 +438,93 @@ class FakeAlpaca:
             self.faults.append(f)
         return f
 
+    def fail_next(
+        self, n: int = 1, status: int = 429, *, method: str = "*", path: str = "", **kw: Any
+    ) -> Fault:
+        """The next ``n`` requests (matching ``method``/``path``) fail with ``status``; a 429
+        says ``Retry-After: 0.05`` unless ``headers`` are given (see ``inject``)."""
+        if status == 429:
+            kw.setdefault("headers", {"Retry-After": "0.05"})
+        return self.inject(method, path, status, times=n, **kw)
+
+    def forget(self, order_id: str) -> None:
+        """The venue loses an order (no event; unknown by id and client order id from now)."""
+        with self.lock:
+            o = self.orders.pop(order_id)
+            self.by_cid.pop(o.client_order_id, None)
+
+    def send_garbage(self, kind: str = "json") -> None:
+        """Put a malformed message on the trade stream (see ``GARBAGE_KINDS``)."""
+        with self.lock:
+            some = next(iter(self.orders.values()), None)
+            order = self._order_json(some) if some is not None else None
+        base_order = order or {"id": str(uuid.uuid4()), "client_order_id": "nobody", "qty": "1"}
+        msg: Any
+        if kind == "json":
+            msg = b'{"stream": "trade_updates", "data": {"event": "fill", ' + bytes(
+                [self.rng.randrange(256) for _ in range(8)]
+            )
+        elif kind == "list":
+            msg = json.dumps([{"stream": "trade_updates"}, 1, None]).encode()
+        elif kind == "no_data":
+            msg = json.dumps({"stream": "trade_updates", "data": None}).encode()
+        elif kind == "unknown_stream":
+            msg = json.dumps({"stream": "account_updates", "data": {"cash": "1"}}).encode()
+        elif kind == "unknown_event":
+            msg = {
+                "stream": "trade_updates",
+                "data": {
+                    "event": "teleported",
+                    "timestamp": iso(self.clock()),
+                    "order": base_order,
+                },
+            }
+        elif kind == "missing_fields":
+            o = dict(base_order)
+            o.pop("id", None)
+            msg = {"stream": "trade_updates", "data": {"event": "fill", "order": o}}
+        elif kind == "bad_number":
+            o = dict(base_order, filled_qty="NaN", filled_avg_price="-1")
+            msg = {
+                "stream": "trade_updates",
+                "data": {"event": "partial_fill", "timestamp": iso(self.clock()), "order": o},
+            }
+        elif kind == "overfilled":
+            o = dict(base_order, filled_qty="1000000000", filled_avg_price="1")
+            msg = {
+                "stream": "trade_updates",
+                "data": {"event": "fill", "timestamp": iso(self.clock()), "order": o},
+            }
+        else:
+            raise ValueError(f"garbage kind {kind!r} is not one of {GARBAGE_KINDS}")
+        self.garbage_sent += 1
+        self._emit(_Raw(msg if isinstance(msg, bytes) else json.dumps(msg).encode()), None)
+
+    def cross(self, symbol: str) -> int:
+        """Execute resting limit orders of ``symbol`` that the current quote reaches (as makers,
+        at their limit, up to the size at the touch); returns how many executions."""
+        n = 0
+        with self.lock:
+            q = self.quotes.get(symbol)
+            if q is None:
+                return 0
+            bid, bs, ask, asz = q
+            for o in list(self.orders.values()):
+                if not o.is_open or o.symbol != symbol or o.type != "limit":
+                    continue
+                assert o.limit_price is not None
+                if o.side == "buy" and ask > 0 and Decimal(str(ask)) <= o.limit_price:
+                    size = Decimal(str(asz))
+                elif o.side == "sell" and bid > 0 and Decimal(str(bid)) >= o.limit_price:
+                    size = Decimal(str(bs))
+                else:
+                    continue
+                qty = min(o.remaining, size)
+                if qty > 0:
+                    self._execute(o, qty, o.limit_price)
+                    n += 1
+        return n
+
     def current_id(self, client_order_id: str) -> str | None:
         """The id of the newest Alpaca order of a client order id (following replaces)."""
         with self.lock:
@@ -408,6 +572,11 @@ class FakeAlpaca:
         await asyncio.sleep(0)
         if self._outbox is not None:
             await self._outbox.join()
+
+    async def drop_stream(self, *, refuse: bool = False) -> None:
+        """Close the trade-stream connections (``refuse``: and refuse new ones until
+        ``restore_trade_stream``)."""
+        await self.drop_trade_stream(refuse=refuse)
 
     async def drop_trade_stream(self, *, refuse: bool = True) -> None:
         """Close every trade-stream connection; ``refuse``: refuse new ones until
@@ -599,8 +768,16 @@ class FakeAlpaca:
         return new
 
     def _execute(
-        self, o: FakeOrder, qty: Decimal, price: Decimal, *, liquidity: Liquidity = Liquidity.MAKER
+        self,
+        o: FakeOrder,
+        qty: Decimal,
+        price: Decimal,
+        *,
+        liquidity: Liquidity = Liquidity.MAKER,
+        defer: list[dict[str, Any]] | None = None,
     ) -> None:
+        """Execute ``qty`` of ``o`` at ``price``; ``defer``: its event is appended there instead
+        of being sent."""
         if qty <= 0:
             return
         before_q, before_v = o.filled_qty, o.filled_value
@@ -625,10 +802,17 @@ class FakeAlpaca:
         self.cash += -notional if side is Side.BUY else notional
         self.cash -= fee
         pos = self._apply_position(o.symbol, qty if side is Side.BUY else -qty, price)
+        exec_id = str(uuid.uuid4())
+        self.executions.append(
+            FakeExecution(
+                exec_id, o.id, o.client_order_id, o.symbol, o.side, qty, price, o.filled_qty
+            )
+        )
         self._event(
             "fill" if full else "partial_fill",
             o,
-            execution_id=str(uuid.uuid4()),
+            defer=defer,
+            execution_id=exec_id,
             price=_s(price),
             qty=_s(qty),
             position_qty=_s(pos),
@@ -674,7 +858,9 @@ class FakeAlpaca:
             "expires_at": None,
         }
 
-    def _event(self, event: str, o: FakeOrder, **extra: Any) -> None:
+    def _event(
+        self, event: str, o: FakeOrder, *, defer: list[dict[str, Any]] | None = None, **extra: Any
+    ) -> None:
         msg = {
             "stream": "trade_updates",
             "data": {
@@ -684,9 +870,12 @@ class FakeAlpaca:
                 **extra,
             },
         }
+        if defer is not None:
+            defer.append(msg)
+            return
         self._emit(msg, o.id)
 
-    def _emit(self, msg: dict[str, Any], order_id: str | None) -> None:
+    def _emit(self, msg: Any, order_id: str | None) -> None:
         if order_id is not None:
             self.events.setdefault(order_id, []).append(msg)
         self.emitted += 1
@@ -695,24 +884,53 @@ class FakeAlpaca:
             loop.call_soon_threadsafe(box.put_nowait, msg)
 
     async def _send_events(self) -> None:
-        assert self._outbox is not None
+        box = self._outbox
+        assert box is not None
         while True:
-            msg = await self._outbox.get()
+            batch = [await box.get()]
             try:
-                data = json.dumps(msg).encode()
-                sent = False
-                for ws in list(self._trade_conns):
-                    try:
-                        await ws.send(data)
-                        sent = True
-                    except ConnectionClosed:
-                        pass
-                if sent:
-                    self.delivered += 1
-                else:
-                    self.dropped += 1
+                if self.reorder_window > 1:
+                    while len(batch) < self.reorder_window:
+                        try:
+                            batch.append(await asyncio.wait_for(box.get(), 0.005))
+                        except TimeoutError:
+                            break
+                    self.rng.shuffle(batch)
+                for msg in batch:
+                    if self.delay_events_ms > 0:
+                        await asyncio.sleep(self.rng.uniform(0, self.delay_events_ms) / 1000)
+                    dup = self.duplicate_events
+                    twice = dup is True or (
+                        isinstance(dup, float) and dup > 0 and self.rng.random() < dup
+                    )
+                    for _ in range(2 if twice else 1):
+                        await self._deliver(msg)
             finally:
-                self._outbox.task_done()
+                for _ in batch:
+                    box.task_done()
+
+    async def _deliver(self, msg: Any) -> None:
+        if msg is _CUT:  # the connection drops here: what follows goes to nobody
+            for ws in list(self._trade_conns):
+                self._trade_conns.discard(ws)
+                with contextlib.suppress(Exception):
+                    await ws.close(1011, "going away")
+            return
+        data = msg.data if isinstance(msg, _Raw) else json.dumps(msg).encode()
+        sent = False
+        for ws in list(self._trade_conns):
+            try:
+                await ws.send(data)
+                sent = True
+            except ConnectionClosed:
+                pass
+        if sent:
+            self.delivered += 1
+            self.conn_delivered += 1
+            if isinstance(msg, _Raw):
+                self.garbage_delivered += 1
+        else:
+            self.dropped += 1
 
     # ------------------------------------------------------------------------------ websockets
     def _trade_process_request(self, conn: ServerConnection, request: Request) -> Response | None:
@@ -751,6 +969,7 @@ class FakeAlpaca:
             if "trade_updates" in streams:
                 self._trade_conns.add(ws)
                 self.trade_connections += 1
+                self.conn_delivered = 0
             await ws.wait_closed()
         except ConnectionClosed:
             pass
@@ -904,12 +1123,31 @@ class FakeAlpaca:
             if method == "GET":
                 return 200, self._order_json(o)
             if method == "DELETE":
+                early = self.fill_on_cancel.pop(o.client_order_id, None)
+                late: list[dict[str, Any]] = []
+                if early is not None and o.is_open:
+                    qty, px, deferred = early
+                    price = Decimal(str(px)) if px is not None else o.limit_price
+                    if price is not None:
+                        self._execute(
+                            o,
+                            min(Decimal(str(qty)), o.remaining),
+                            price,
+                            defer=late if deferred else None,
+                        )
                 if not o.is_open:
+                    for msg in late:
+                        self._emit(msg, o.id)
                     raise ApiError(
                         422,
                         {"code": 42210000, "message": f'order is already in "{o.status}" state'},
                     )
                 self._cancel(o)
+                if late and o.client_order_id in self.cut_after_cancel:
+                    self.cut_after_cancel.discard(o.client_order_id)
+                    self._emit(_CUT, None)
+                for msg in late:  # the fill's event after the cancel confirmation
+                    self._emit(msg, o.id)
                 return 204, None
             if method == "PATCH":
                 return 200, self._replace(o, text)
@@ -1055,6 +1293,7 @@ class FakeAlpaca:
         if side not in ("buy", "sell") or typ not in ("market", "limit", "stop", "stop_limit"):
             raise ApiError(422, {"code": 40010001, "message": "invalid side or type"})
         if cid in self.by_cid:
+            self.duplicate_cid_posts += 1
             raise ApiError(422, {"code": 40010001, "message": "client_order_id must be unique"})
         asset = self.asset(symbol)
         if asset is None:
@@ -1360,9 +1599,9 @@ class AlpacaHarness(BrokerHarness):
             await b.drain(timeout=max(0.0, end - loop.time()))
             await f.flush()
             await asyncio.sleep(0)
-            if not b.busy and (f.delivered <= b.events_received or not b.stream_up):
+            if not b.busy and (f.conn_delivered <= b.stream_frames or not b.stream_up):
                 await asyncio.sleep(0.002)
-                if not b.busy and (f.delivered <= b.events_received or not b.stream_up):
+                if not b.busy and (f.conn_delivered <= b.stream_frames or not b.stream_up):
                     return
             await asyncio.sleep(0.002)
 

@@ -22,9 +22,17 @@ and account-value updates after fills, as TWS does for subscribed clients.
 
 Fault scripting: ``fill_before_ack`` (the next order is partly executed before it is
 acknowledged), ``fill_on_cancel`` (a cancel request is answered by a fill first, then the
-confirmation), ``reject_next`` (an error code instead of an acknowledgement), ``repeat_last``
-(duplicate the latest messages of an order), ``drop_clients`` (TWS restart or a network cut),
-``broadcast_error`` (1100/1101/1102/2110 notices), ``stop``/``start`` (nothing listening).
+confirmation; ``late=True``: the fill's messages go out after the confirmation), ``reject_next``
+(an error code instead of an acknowledgement), ``repeat_last`` (duplicate the latest messages of
+an order), ``drop_clients`` (TWS restart or a network cut), ``broadcast_error`` (1100/1101/1102/
+2110 notices), ``stop``/``start`` (nothing listening), ``send_garbage(kind)`` (malformed or
+unexpected messages, see ``GARBAGE_KINDS``). Live order messages (``openOrder``,
+``orderStatus``, ``execDetails``, ``commissionReport`` and order errors sent as orders are
+placed, modified, cancelled or filled; never answers to requests) can be duplicated
+(``duplicate_events``: True or a share), shuffled in groups (``reorder_window``) and held back
+(``delay_events_ms``), seeded by ``seed``; ``flush_events`` sends what is held back.
+``cut_on(kind)``: the connection breaks while the next client message of that kind (``placeOrder``,
+``modify``, ``cancelOrder``) is in flight: TWS never gets it.
 
 Every message in and out is counted (``received``/``sent`` by message id, ``log``), so tests can
 state how many messages an order costs.
@@ -37,10 +45,11 @@ import contextlib
 import itertools
 import logging
 import math
+import random
 import struct
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -132,6 +141,26 @@ DEFAULT_RULES: dict[int, tuple[tuple[float, float], ...]] = {
 }
 
 _STOCK_EXCHANGES = ("SMART", "AMEX", "NYSE", "ARCA", "ISLAND", "BATS", "EDGX", "IEX", "MEMX")
+#: live order messages subject to duplication, reordering and delay
+_LIVE_IDS = frozenset({OUT_ORDER_STATUS, OUT_ERR_MSG, OUT_OPEN_ORDER, 11, OUT_COMMISSION_REPORT})
+#: kinds of ``send_garbage``: ``decode`` (fields ib_async cannot decode), ``unknown_msg`` (an
+#: unknown message id), ``truncated`` (half an ``openOrder``), ``unknown_order`` (an
+#: ``orderStatus`` for an order nobody placed), ``unknown_exec`` (an execution and commission of
+#: an unknown order), ``foreign_order`` (another client's order whose id collides with one of
+#: ours: ``openOrder``, ``orderStatus`` Cancelled, an execution), ``odd_error`` (a warning code
+#: for one of our live orders), ``stale_status`` (an old ``orderStatus`` of one of our orders)
+GARBAGE_KINDS = (
+    "decode",
+    "unknown_msg",
+    "truncated",
+    "unknown_order",
+    "unknown_exec",
+    "foreign_order",
+    "odd_error",
+    "stale_status",
+)
+#: the kinds ib_async logs as decode errors ("Error handling fields")
+GARBAGE_UNDECODABLE = frozenset({"decode", "unknown_msg", "truncated"})
 
 
 @dataclass
@@ -307,11 +336,25 @@ class _Client:
         self.account_updates = False
         self.positions = False
         self.closed = False
+        self.held: list[list[str]] = []
+        self.flush_timer: asyncio.TimerHandle | None = None
 
     def send(self, fields: Iterable[Any]) -> None:
         if self.closed:
             return
         parts = ["" if f is None else str(f) for f in fields]
+        if self.fake._capture is not None:
+            self.fake._capture.append((self, parts))
+            return
+        live = self.fake._live and self.fake.event_faults
+        if live and parts and parts[0].isdigit() and int(parts[0]) in _LIVE_IDS:
+            self.fake._hold(self, parts)
+            return
+        self.write(parts)
+
+    def write(self, parts: list[str]) -> None:
+        if self.closed:
+            return
         payload = ("\0".join(parts) + "\0").encode()
         self.writer.write(struct.pack(">I", len(payload)) + payload)
         msg_id = int(parts[0]) if parts and parts[0].isdigit() else -1
@@ -324,6 +367,9 @@ class _Client:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            self.held.clear()
+            if self.flush_timer is not None:
+                self.flush_timer.cancel()
             with contextlib.suppress(Exception):
                 self.writer.close()
 
@@ -350,6 +396,7 @@ class FakeTWS:
         hist_limit: tuple[int, float] = (60, 600.0),
         hist_identical_gap: float = 15.0,
         next_order_id: int = 1,
+        seed: int = 0,
     ) -> None:
         if not MIN_CLIENT_VERSION <= server_version <= MAX_SERVER_VERSION:
             raise ValueError(f"server_version {server_version} outside 157..178")
@@ -396,6 +443,21 @@ class FakeTWS:
         self.refuse_client_ids: set[int] = set()
         #: False: executions come without commission reports (a lost message)
         self.send_commissions = True
+        # live-message faults
+        self.rng = random.Random(seed)
+        self.duplicate_events: bool | float = False
+        self.reorder_window = 0
+        self.delay_events_ms = 0.0
+        self._live = 0
+        self._capture: list[tuple[_Client, list[str]]] | None = None
+        self._late_on_cancel: set[int] = set()
+        self._cut_on: set[str] = set()
+        #: client messages lost with a connection (``cut_on``), by kind
+        self.cut_messages: Counter[str] = Counter()
+        #: live messages duplicated, held back for reordering or delay; garbage sent
+        self.duplicated = 0
+        self.held_back = 0
+        self.garbage_sent: Counter[str] = Counter()
 
     # ---- life --------------------------------------------------------------------------------
     async def start(self) -> int:
@@ -423,6 +485,158 @@ class FakeTWS:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    # ---- live-message faults -------------------------------------------------------------------
+    @property
+    def event_faults(self) -> bool:
+        return bool(self.duplicate_events) or self.reorder_window > 1 or self.delay_events_ms > 0
+
+    @contextlib.contextmanager
+    def _live_events(self) -> Iterator[None]:
+        self._live += 1
+        try:
+            yield
+        finally:
+            self._live -= 1
+
+    def _hold(self, c: _Client, parts: list[str]) -> None:
+        dup = self.duplicate_events
+        twice = dup is True or (isinstance(dup, float) and dup > 0 and self.rng.random() < dup)
+        c.held.append(parts)
+        if twice:
+            self.duplicated += 1
+            c.held.append(list(parts))
+        if self.reorder_window <= 1 and self.delay_events_ms <= 0:
+            self._flush_client(c)
+            return
+        self.held_back += 1
+        if self.reorder_window > 1 and len(c.held) >= self.reorder_window:
+            self._flush_client(c)
+        elif c.flush_timer is None:
+            wait = (
+                self.rng.uniform(0, self.delay_events_ms) / 1000 if self.delay_events_ms else 0.01
+            )
+            c.flush_timer = asyncio.get_running_loop().call_later(wait, self._flush_client, c)
+
+    def _flush_client(self, c: _Client) -> None:
+        if c.flush_timer is not None:
+            c.flush_timer.cancel()
+            c.flush_timer = None
+        held, c.held = c.held, []
+        if self.reorder_window > 1:
+            self.rng.shuffle(held)
+        for parts in held:
+            c.write(parts)
+
+    def flush_events(self) -> None:
+        """Send every live message held back (for reordering or delay) now."""
+        for c in list(self.clients):
+            self._flush_client(c)
+
+    def send_garbage(self, kind: str = "decode", client_id: int | None = None) -> int:
+        """Send a malformed or unexpected message (see ``GARBAGE_KINDS``) to every started
+        connection (of ``client_id``); returns how many connections got it."""
+        if kind not in GARBAGE_KINDS:
+            raise ValueError(f"garbage kind {kind!r} is not one of {GARBAGE_KINDS}")
+        n = 0
+        for c in list(self.clients):
+            if not c.started or c.closed or (client_id is not None and c.client_id != client_id):
+                continue
+            mine = [o for (cl, _), o in self.orders.items() if cl == c.client_id]
+            live = [o for o in mine if o.is_open and o.status != "PendingSubmit"]
+            msgs: list[list[Any]] = []
+            if kind == "decode":
+                msgs.append([OUT_ORDER_STATUS, "GARBAGE", "Submitted", "x", "", "", "", "", ""])
+            elif kind == "unknown_msg":
+                msgs.append([9999, 1, "GARBAGE"])
+            elif kind == "truncated":
+                if mine:
+                    msgs.append(self._open_order_fields(mine[-1], c.version)[:60])
+                else:
+                    msgs.append([OUT_OPEN_ORDER, "GARBAGE"])
+            elif kind == "unknown_order":
+                oid = 900_000 + sum(self.garbage_sent.values())
+                msgs.append(
+                    [
+                        OUT_ORDER_STATUS,
+                        oid,
+                        "Submitted",
+                        "0",
+                        "1",
+                        "0",
+                        0,
+                        0,
+                        "0",
+                        c.client_id,
+                        "",
+                        "0",
+                    ]
+                )
+            elif kind == "unknown_exec":
+                ghost = self._ghost(c, 800_000 + sum(self.garbage_sent.values()))
+                ex = self._ghost_exec(ghost)
+                msgs += [self._exec_fields(-1, ex, c.version), self._commission_fields(ex)]
+            elif kind == "foreign_order":
+                oid = mine[-1].order_id if mine else 1
+                ghost = self._ghost(c, oid, client_id=c.client_id + 1000)
+                ghost.status = "Submitted"
+                msgs.append(self._open_order_fields(ghost, c.version))
+                ex = self._ghost_exec(ghost)
+                msgs.append(self._exec_fields(-1, ex, c.version))
+                msgs.append(self._commission_fields(ex))
+                ghost.status = "Cancelled"
+                msgs.append(self._status_fields(ghost))
+            elif kind == "odd_error":
+                if live:
+                    msgs.append([OUT_ERR_MSG, 2, live[-1].order_id, 399, "Order message: odd", ""])
+                else:
+                    msgs.append([OUT_ERR_MSG, 2, -1, 2137, "an odd notice", ""])
+            elif kind == "stale_status" and live:
+                o = live[-1]
+                stale = self._status_fields(o)
+                stale[2:6] = ["PreSubmitted", "0", _num(o.qty), "0"]
+                msgs.append(stale)
+            for m in msgs:
+                c.write([str(x) for x in m])
+            n += 1 if msgs else 0
+        if n:
+            self.garbage_sent[kind] += 1
+        return n
+
+    def _ghost(self, c: _Client, oid: int, *, client_id: int | None = None) -> FakeOrder:
+        """An order nobody placed here (not in ``orders``)."""
+        con = next(iter(self.contracts.values()))
+        return FakeOrder(
+            order_id=oid,
+            client_id=c.client_id if client_id is None else client_id,
+            perm_id=next(self._perm),
+            contract=con,
+            exchange="SMART",
+            action="BUY",
+            qty=7.0,
+            order_type="LMT",
+            lmt=1.0,
+            aux=None,
+            tif="DAY",
+            account=self.accounts[0],
+            order_ref=f"ghost-{oid}",
+            outside_rth=False,
+        )
+
+    def _ghost_exec(self, o: FakeOrder) -> FakeExecution:
+        n = next(self._exec_seq)
+        return FakeExecution(
+            exec_id=f"0000ghost.{n:08x}.01.01",
+            order=o,
+            time_str=self._time_str(),
+            side="BOT",
+            shares=7.0,
+            price=1.0,
+            cum_qty=7.0,
+            avg_price=1.0,
+            liquidity=1,
+            commission=0.35,
+        )
 
     def drop_clients(self) -> None:
         """Close every API connection (a TWS restart or a network cut)."""
@@ -469,9 +683,14 @@ class FakeTWS:
         """The next new order is executed for ``qty`` (at its limit) before it is acknowledged."""
         self._fill_before_ack.append(qty)
 
-    def fill_on_cancel(self, order_id: int, qty: float) -> None:
-        """When a cancel of ``order_id`` arrives, execute ``qty`` first, then confirm the cancel."""
+    def fill_on_cancel(self, order_id: int, qty: float, *, late: bool = False) -> None:
+        """When a cancel of ``order_id`` arrives, execute ``qty`` first, then confirm the cancel
+        (``late``: the execution's messages go out after the confirmation)."""
         self._fill_on_cancel[order_id] = qty
+        if late:
+            self._late_on_cancel.add(order_id)
+        else:
+            self._late_on_cancel.discard(order_id)
 
     def reject_next(self, code: int = 201, msg: str = "") -> None:
         """The next new order is refused with error ``code`` (201: rejected, 110: tick, ...)."""
@@ -640,6 +859,18 @@ class FakeTWS:
         ``commissionReport``), then position, portfolio and account updates.
         ``liquidity``: 1 added (maker), 2 removed (taker); ``status=False``: no ``orderStatus``
         (nor ``openOrder``) now, as when the execution overtakes the acknowledgement."""
+        with self._live_events():
+            return self._execute(order_id, qty, price, liquidity, status=status)
+
+    def _execute(
+        self,
+        order_id: FakeOrder | int,
+        qty: float,
+        price: float | None,
+        liquidity: int,
+        *,
+        status: bool,
+    ) -> FakeExecution:
         o = self.find(order_id)
         if not o.is_open:
             raise ValueError(f"order {o.order_id} is {o.status}")
@@ -706,16 +937,22 @@ class FakeTWS:
         pos[0] = q1
 
     def _cancel(self, o: FakeOrder, reason: str = "") -> None:
-        o.status = "Cancelled"
-        o.completed_time = self._time_str()
-        c = self._owner(o)
-        if c is not None:
-            c.error(o.order_id, 202, f"Order Canceled - reason:{reason}")
-            self._send_status(c, o)
+        with self._live_events():
+            o.status = "Cancelled"
+            o.completed_time = self._time_str()
+            c = self._owner(o)
+            if c is not None:
+                c.error(o.order_id, 202, f"Order Canceled - reason:{reason}")
+                self._send_status(c, o)
 
     # ---- orders: messages --------------------------------------------------------------------
     def _send_status(self, c: _Client, o: FakeOrder) -> None:
-        fields = [
+        fields = self._status_fields(o)
+        o.last_status = [str(f) for f in fields]
+        c.send(fields)
+
+    def _status_fields(self, o: FakeOrder) -> list[Any]:
+        return [
             OUT_ORDER_STATUS,
             o.order_id,
             o.status,
@@ -729,8 +966,6 @@ class FakeTWS:
             "",
             "0",
         ]
-        o.last_status = [str(f) for f in fields]
-        c.send(fields)
 
     def _contract11(self, con: FakeContract, exchange: str) -> list[Any]:
         return [
@@ -1227,6 +1462,12 @@ class FakeTWS:
                 payload = await reader.readexactly(size)
                 fields = payload.decode(errors="backslashreplace").split("\0")[:-1]
                 self._count_in(c, fields)
+                kind = self._kind_in(c, fields)
+                if kind in self._cut_on:  # the connection breaks with this message in flight
+                    self._cut_on.discard(kind)
+                    self.cut_messages[kind] += 1
+                    self.drop_clients()
+                    return
                 try:
                     self._handle(c, fields)
                 except Exception:
@@ -1262,6 +1503,20 @@ class FakeTWS:
         if len(arr) > self.msg_limit:
             self.pacing_violations += 1
             c.error(-1, 100, "Max rate of messages per second has been exceeded:max=50 rec=51")
+
+    def cut_on(self, kind: str) -> None:
+        """The next client message of ``kind`` (``placeOrder``, ``modify``, ``cancelOrder``, or
+        any name of ``IN_NAMES``) is lost: the connection breaks while it is in flight (every
+        connection drops, as with ``drop_clients``)."""
+        self._cut_on.add(kind)
+
+    def _kind_in(self, c: _Client, fields: list[str]) -> str:
+        msg_id = int(fields[0]) if fields and fields[0].isdigit() else -1
+        name = IN_NAMES.get(msg_id, str(msg_id))
+        placed = msg_id == 3 and len(fields) > 1 and fields[1].isdigit()
+        if placed and (c.client_id, int(fields[1])) in self.orders:
+            return "modify"
+        return name
 
     def requests(self, name: str) -> int:
         """How many client messages of a kind (``placeOrder``, ``cancelOrder``, ...) arrived."""
@@ -1390,9 +1645,11 @@ class FakeTWS:
             c.depth.pop(int(f[2]), None)
             c.depth_rows_sent.pop(int(f[2]), None)
         elif msg == 3:
-            self._place_order(c, f)
+            with self._live_events():
+                self._place_order(c, f)
         elif msg == 4:
-            self._cancel_order(c, int(f[2]))
+            with self._live_events():
+                self._cancel_order(c, int(f[2]))
         elif msg == 58:  # reqGlobalCancel
             for o in list(self.orders.values()):
                 if o.is_open:
@@ -1663,8 +1920,24 @@ class FakeTWS:
             c.error(oid, 10147, f"OrderId {oid} that needs to be cancelled is not found.")
             return
         early = self._fill_on_cancel.pop(oid, None)
+        late: list[tuple[_Client, list[str]]] = []
         if early is not None and o.is_open:
-            self.execute(o, early, None, 1)
+            if oid in self._late_on_cancel:
+                self._late_on_cancel.discard(oid)
+                self._capture = late
+                try:
+                    self.execute(o, early, None, 1)
+                finally:
+                    self._capture = None
+            else:
+                self.execute(o, early, None, 1)
+        if late and o.is_open:
+            self._cancel(o)
+            for client, parts in late:  # the execution's messages after the confirmation
+                client.send(parts)
+            return
+        for client, parts in late:
+            client.send(parts)
         if not o.is_open:
             c.error(
                 oid,
@@ -1794,6 +2067,7 @@ DECODE_ERROR_PATTERNS: tuple[str, ...] = (
 #: ib_async.client errors that are part of a connection's life, not of decoding
 _CONNECTION_LIFE = (
     "Peer closed connection",
+    "[Errno 104] Connection reset by peer",
     "API connection failed",
     "Make sure API port",
     "TWS/gateway version",

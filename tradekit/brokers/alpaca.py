@@ -22,22 +22,38 @@ How the broker works
   ``filled_qty`` of each Alpaca order, so a duplicated, late or missed event never counts a share
   twice or loses one; a fill's id is the event's ``execution_id`` (or ``<order id>:<filled qty>``
   when it is reconstructed).
+  Every event's order snapshot also carries its cumulative fills, so a ``canceled`` or
+  ``replaced`` event that overtook (or outlived) the fill events still counts them. Malformed
+  stream messages (not JSON, not an object, an unknown stream or event, a trade update that does
+  not parse, impossible numbers) are skipped with a warning (``stream_skipped``).
 * While the stream is down the broker polls REST (open orders, then each of our open orders by
-  client order id); after the stream comes back it runs one reconciliation pass.
+  client order id); the listeners get ``VenueStatus(up=False)``. After the stream comes back it
+  reconciles (retrying while Alpaca fails), then publishes ``VenueStatus(up=True)``. Each
+  reconciliation (connect, reconnect, ``reconcile()``; polls when they found something) is a
+  ``ReconciliationReport`` handed to ``_reconciled``: matched, adopted (or, with
+  ``unknown_orders = "cancel"``, cancelled) open orders we did not place, orders closed
+  meanwhile, fills recovered, positions (the first time Alpaca's seed the books; later a
+  difference is reported). Replaced Alpaca orders whose last state we never saw are fetched (their
+  fills up to the replacement). An open order of ours Alpaca cannot find by client order id is
+  marked ``LOST`` after ``lost_after_lookups`` reconciliations (3).
 * Replace is Alpaca's PATCH, which creates a new Alpaca order: the handle keeps its
   ``client_order_id``, ``broker_order_id`` follows the new id. The replacement is sent with its
   own client order id (``<ours>-r<n>``) so that an unknown outcome can be looked up. The quantity
   sent is what remains to fill (the new total less what has filled): a replacement order starts
   with nothing filled. (An assumption about Alpaca's PATCH semantics for partly filled orders
-  that Alpaca's documentation does not settle; whole shares only, as Alpaca requires.)
+  that Alpaca's documentation does not settle; whole shares only, as Alpaca requires.) When a
+  fill of the replaced order is learnt only after the replacement, the handle's quantity grows
+  by it (``OrderManager.on_restated``): it is always what Alpaca works.
 * Errors are typed (see ``classify_error``): wash trade, sub-penny, buying power, held quantity
   become ``REJECTED`` orders with the matching ``RejectReason``; 404/422 on cancel or replace
   become cancel/replace rejections; 401/403 ``AuthError``; 429 ``RateLimited`` (every call of the
   account waits as ``Retry-After``/``X-RateLimit-Reset`` say); 5xx, timeouts and connection errors
   are retried with backoff (tenacity). A POST whose outcome is unknown is never sent again before
   the order was looked up by its client order id (and Alpaca refuses a client order id twice);
-  when it stays unknown the order is ``LOST`` and looked up again later. A submit that only ever
-  got 429s is ``REJECTED`` (``RATE_LIMIT``). alpaca-py's own retry is switched off.
+  when it stays unknown the order is ``LOST`` and looked up again later (``lost_recheck_s``, and
+  by the next ``lost_after_lookups`` reconciliations). A submit that only ever got 429s is
+  ``REJECTED`` (``RATE_LIMIT``); 429s do not use up the attempts allowed for other failures.
+  alpaca-py's own retry is switched off.
 * A cancel requested before the order's POST left cancels it locally (nothing is sent).
 * One request budget per account (``throttle``, 200 a minute on a monotonic clock): submit and
   replace are refused locally (``RATE_LIMIT``) when it is spent, cancels may use the reserve, and
@@ -57,6 +73,7 @@ import hashlib
 import importlib
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -119,6 +136,7 @@ from ..model import (
     TickRule,
     Trade,
 )
+from ..reconcile import ReconciliationReport
 from ..risk import KillSwitch, RiskLimits, RiskManager
 from ..rules import OrderRules
 from ..throttle import RateLimiter
@@ -538,11 +556,15 @@ class _RestPolicy:
         self.budget_waits = 0
 
     def stop(self, rs: RetryCallState) -> bool:
-        """tenacity's stop: ``max_attempts`` attempts, more when the failures were 429s."""
+        """tenacity's stop: ``max_attempts`` attempts that failed otherwise than with a 429;
+        429s have their own allowance (``max_attempts + max_rate_limited`` in all) and do not
+        use up the others'."""
         exc = rs.outcome.exception() if rs.outcome is not None else None
+        limited = getattr(rs, "tk_rate_limited", 0) + isinstance(exc, RateLimited)
+        setattr(rs, "tk_rate_limited", limited)  # noqa: B010 (tenacity's state has no slot)
         if isinstance(exc, RateLimited):
-            return rs.attempt_number >= self.max_attempts + self.max_rate_limited
-        return rs.attempt_number >= self.max_attempts
+            return limited >= self.max_attempts + self.max_rate_limited
+        return rs.attempt_number - limited >= self.max_attempts
 
     def wait_for(self, rs: RetryCallState) -> float:
         """tenacity's wait: a 429 waits through the shared pause; others back off
@@ -690,6 +712,40 @@ def _alias(cid: str, n: int) -> str:
 
 
 _ALIAS_RE = re.compile(r"^(?P<cid>.+)-r\d+$")
+#: Alpaca order states after which its fills do not change
+_FINAL_STATES = frozenset({"filled", "canceled", "expired", "replaced", "rejected"})
+
+
+def _numbers_problem(*fields: tuple[str, Any]) -> str | None:
+    """What is wrong with numeric fields of a message (None: nothing): each must be empty or a
+    finite number >= 0."""
+    for name, value in fields:
+        if value is None or value == "":
+            continue
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            return f"{name} {str(value)[:20]!r} is not a number"
+        if not math.isfinite(v) or v < 0:
+            return f"{name} {v!r} is not a finite number >= 0"
+    return None
+
+
+def _snapshot_problem(ao: AlpacaOrder) -> str | None:
+    """What is wrong with an Alpaca order snapshot (None: nothing)."""
+    problem = _numbers_problem(
+        ("qty", ao.qty),
+        ("filled_qty", ao.filled_qty),
+        ("filled_avg_price", ao.filled_avg_price),
+        ("limit_price", ao.limit_price),
+        ("stop_price", ao.stop_price),
+    )
+    if problem:
+        return problem
+    qty, cum = _f(ao.qty), _f(ao.filled_qty)
+    if qty is not None and cum is not None and cum > qty + 1e-9:
+        return f"filled_qty {cum:g} exceeds qty {qty:g}"
+    return None
 
 
 def _tick_rule(price_increment: float | None) -> TickRule:
@@ -729,8 +785,61 @@ def instrument_from_asset(asset: AlpacaAsset) -> Instrument:
 # ------------------------------------------------------------------------------ trading stream
 
 
+#: trade-update events this adapter knows (others are skipped with a warning)
+_KNOWN_EVENTS = frozenset(
+    {
+        "new",
+        "accepted",
+        "pending_new",
+        "partial_fill",
+        "fill",
+        "canceled",
+        "expired",
+        "done_for_day",
+        "replaced",
+        "rejected",
+        "pending_cancel",
+        "pending_replace",
+        "calculated",
+        "held",
+        "stopped",
+        "suspended",
+        "accepted_for_bidding",
+        "order_cancel_rejected",
+        "order_replace_rejected",
+        "restated",
+    }
+)
+
+
+class _CheckedSocket:
+    """The trade stream's websocket: frames that are not a JSON object are skipped with a warning
+    (alpaca-py would log a traceback and go on), everything else is the socket's own."""
+
+    def __init__(self, ws: Any, on_bad: Callable[[str], None]) -> None:
+        self._ws = ws
+        self._on_bad = on_bad
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ws, name)
+
+    async def recv(self) -> Any:
+        while True:
+            raw = await self._ws.recv()
+            try:
+                msg = json.loads(raw)
+            except ValueError:
+                self._on_bad(f"not JSON: {str(raw)[:80]!r}")
+                continue
+            if isinstance(msg, dict):
+                return raw
+            self._on_bad(f"not a JSON object: {str(raw)[:80]!r}")
+
+
 class _TradeStream(TradingStream):
-    """alpaca-py's ``TradingStream`` that tells the broker when it is up and when it drops."""
+    """alpaca-py's ``TradingStream`` that tells the broker when it is up and when it drops, and
+    skips malformed messages (not JSON, not an object, an unknown stream, a trade update that
+    does not parse) with a warning instead of handing them on."""
 
     def __init__(
         self,
@@ -741,6 +850,8 @@ class _TradeStream(TradingStream):
         on_up: Callable[[], None],
         on_down: Callable[[], None],
         backoff: tuple[float, float],
+        on_frame: Callable[[], None] = lambda: None,
+        on_bad: Callable[[str], None] = lambda why: None,
     ) -> None:
         super().__init__(
             api_key,
@@ -755,11 +866,40 @@ class _TradeStream(TradingStream):
         )
         self._tk_up = on_up
         self._tk_down = on_down
+        self._tk_frame = on_frame
+        self._tk_bad = on_bad
         self._reconnect_min_backoff, self._reconnect_max_backoff = backoff
+
+    def _bad(self, why: str) -> None:
+        self._tk_frame()
+        self._tk_bad(why)
+
+    async def _connect(self) -> None:
+        await super()._connect()
+        self._ws = _CheckedSocket(self._ws, self._bad)  # type: ignore[assignment]
 
     async def _start_ws(self) -> None:
         await super()._start_ws()
         self._tk_up()
+
+    async def _dispatch(self, msg: dict[str, Any]) -> None:
+        stream = msg.get("stream")
+        if stream in ("listening", "authorization"):
+            return
+        self._tk_frame()
+        if stream != "trade_updates":
+            self._tk_bad(f"unknown stream {str(stream)[:40]!r}")
+            return
+        data = msg.get("data")
+        try:
+            if not isinstance(data, dict):
+                raise TypeError(f"data is {type(data).__name__}")
+            tu = TradeUpdate(**data)
+        except Exception as e:
+            self._tk_bad(f"trade update that does not parse ({type(e).__name__}: {str(e)[:200]})")
+            return
+        if self._trade_updates_handler:
+            await self._trade_updates_handler(tu)
 
     async def close(self) -> None:
         was_up = bool(self._running)
@@ -880,6 +1020,7 @@ class AlpacaBroker(Broker):
         self._connecting = False
         self._vids: dict[str, list[str]] = {}
         self._alias: dict[str, str] = {}  # Alpaca client order id -> ours
+        self._restored_unsent: set[str] = set()  # restored from a journal without an id
         self._venue_cid: dict[str, str] = {}  # ours -> the Alpaca client order id of its newest
         self._n_replace: dict[str, int] = {}
         self._replacements: set[str] = set()  # Alpaca ids of replacements already applied
@@ -887,8 +1028,24 @@ class AlpacaBroker(Broker):
         self._taker: dict[str, bool] = {}
         self._dirty: set[str] = set()
         self._instruments_asked: set[str] = set()
+        self._venue_qty: dict[str, float] = {}  # Alpaca id -> its qty (replacements)
+        self._patch_qty: dict[str, float] = {}  # our id -> the qty its replace in flight asked
+        self._final: set[str] = set()  # Alpaca ids whose final state was applied
+        self._misses: dict[str, int] = {}  # our id -> reconciliations that could not find it
+        self._unknown: dict[str, int] = {}  # LOST by an unknown submit outcome -> look-ups
+        self._seeded = False
+        #: reconciliations that cannot find one of our open orders at Alpaca (by its client order
+        #: id) before it is marked LOST
+        self.lost_after_lookups = 3
+        #: when (seconds after each other) an order LOST by an unknown submit outcome is looked
+        #: up again besides reconciliations
+        self.lost_recheck_s: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0)
         #: counters (for tests and monitoring)
         self.events_received = 0
+        #: frames of the trade stream's current connection (trade updates and skipped ones)
+        self.stream_frames = 0
+        #: malformed trade-stream messages skipped (with a warning)
+        self.stream_skipped = 0
         self.reconciliations = 0
         self.resubmits = 0
         self.lookups = 0
@@ -970,13 +1127,18 @@ class AlpacaBroker(Broker):
                 await self._start_stream(key, secret)
             else:
                 self._ensure_poller()
-            await self._reconcile("connect")  # first: fills we missed reach the books
-            await self._sync_positions()
+            # first: fills we missed reach the books; then Alpaca's positions seed them
+            if await self._reconcile("connect") is None:
+                raise BrokerError(f"{self.venue}: reconciliation with Alpaca failed at connect")
         except BaseException:
             await self._close()
             raise
         finally:
             self._connecting = False
+        if not self.use_stream or self._stream_up:
+            self._venue_up("connected")
+        else:
+            self._venue_down("trade-updates stream not connected")
         kind = "paper" if "paper" in self.base_url else "LIVE" if self.base_url == LIVE_URL else ""
         log.info("%s: connected to Alpaca %s (%s)", self.venue, kind or "at", self.base_url)
 
@@ -989,6 +1151,8 @@ class AlpacaBroker(Broker):
             on_up=self._on_stream_up,
             on_down=self._on_stream_down,
             backoff=self.stream_backoff,
+            on_frame=self._on_stream_frame,
+            on_bad=self._on_stream_bad,
         )
         self._stream.subscribe_trade_updates(self._on_trade_update)
         self._stream_task = asyncio.get_running_loop().create_task(
@@ -1050,12 +1214,13 @@ class AlpacaBroker(Broker):
     # ---- stream state -------------------------------------------------------------------------
     def _on_stream_up(self) -> None:
         self._stream_up = True
+        self.stream_frames = 0
         self.stream_connects += 1
         if self._stream_event is not None:
             self._stream_event.set()
         log.info("%s: trade-updates stream up (%s)", self.venue, self.trading_stream_url)
         if self._running and not self._connecting:  # (connect reconciles once it is up)
-            self._spawn(None, lambda: self._reconcile("stream reconnected"), "reconcile")
+            self._spawn(None, lambda: self._resync("stream reconnected"), "reconcile")
 
     def _on_stream_down(self) -> None:
         if not self._stream_up:
@@ -1063,7 +1228,27 @@ class AlpacaBroker(Broker):
         self._stream_up = False
         if self._running:
             log.warning("%s: trade-updates stream down; polling REST until it is back", self.venue)
+            self._venue_down("trade-updates stream lost")
             self._ensure_poller()
+
+    def _on_stream_frame(self) -> None:
+        self.stream_frames += 1
+
+    def _on_stream_bad(self, why: str) -> None:
+        self.stream_skipped += 1
+        log.warning("%s: malformed trade-stream message skipped: %s", self.venue, why)
+
+    async def _resync(self, why: str) -> None:
+        """After the stream came back: reconcile (again and again while Alpaca fails), then tell
+        the listeners that trading may resume."""
+        delay = 0.05
+        while self._running and self._stream_up:
+            if await self._reconcile(why) is not None:
+                if self._stream_up:
+                    self._venue_up(why)
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     def _ensure_poller(self) -> None:
         if self._poller is None or self._poller.done():
@@ -1077,7 +1262,7 @@ class AlpacaBroker(Broker):
             if not self._running or self._stream_up:
                 break
             try:
-                await self._reconcile("polling while the stream is down")
+                await self._reconcile("polling while the stream is down", wait=False, quiet=True)
             except Exception:
                 log.exception("%s: polling failed", self.venue)
 
@@ -1108,7 +1293,7 @@ class AlpacaBroker(Broker):
                     self._dirty.discard(key)
                     order = self._om.get(key)
                     if order is not None and order.is_open:
-                        self._spawn(key, lambda: self._refresh(order), "refresh")
+                        self._spawn(key, lambda: self._try_refresh(order), "refresh")
 
         task = loop.create_task(run(), name=f"alpaca-{what}-{key or ''}")
         self._tasks.add(task)
@@ -1221,6 +1406,7 @@ class AlpacaBroker(Broker):
         except OutcomeUnknown as e:
             log.error("%s: %s; marked lost until Alpaca shows it", self.venue, e)
             self._status(cid, OrderStatus.LOST, message=str(e))
+            self._unknown[cid] = 0  # reconciliations look it up too
             self._background(self._recheck_lost(order), f"recheck {cid}")
             return
         except TransientBrokerError as e:  # never taken (429s, or refused before it arrived)
@@ -1232,7 +1418,7 @@ class AlpacaBroker(Broker):
 
     async def _recheck_lost(self, order: Order) -> None:
         """Look a lost order up again a few times (it may show up at Alpaca late)."""
-        for delay in (1.0, 5.0, 30.0, 120.0):
+        for delay in self.lost_recheck_s:
             await asyncio.sleep(delay)
             if order.status is not OrderStatus.LOST or not self._running:
                 return
@@ -1338,7 +1524,13 @@ class AlpacaBroker(Broker):
         client = self._need_client()
         vid = self._current_vid(order)
         if vid is None:
-            found = await self._find_by_cid(self._venue_cid.get(cid, cid))
+            try:
+                found = await self._find_by_cid(self._venue_cid.get(cid, cid))
+            except BrokerError as e:
+                log.warning("%s: cancel of %s: look-up failed: %s", self.venue, cid, e)
+                self._cancel_rejected(cid, message=f"cancel not sent: {e}")
+                self._dirty.add(cid)
+                return
             if found is None:
                 self._cancel_rejected(cid, message="the order is not at Alpaca")
                 return
@@ -1357,7 +1549,7 @@ class AlpacaBroker(Broker):
             )
         except AlpacaError as e:
             if e.not_found or e.not_open:
-                await self._refresh(order)
+                await self._try_refresh(order)
             if order.status is OrderStatus.PENDING_CANCEL:
                 self._cancel_rejected(cid, message=f"Alpaca refused the cancel: {e.message}")
             return
@@ -1402,6 +1594,9 @@ class AlpacaBroker(Broker):
                 self._replace_rejected(cid, message=e.message)
                 return
         self._taker[cid] = self._is_taker(order, limit_price)
+        # what the replacement works: the order's total is the replaced orders' fills plus this
+        # (the fills then known may lag Alpaca's)
+        self._patch_qty[cid] = float(round(remaining))
         unknown = False
         first = True
         try:
@@ -1438,7 +1633,7 @@ class AlpacaBroker(Broker):
                     return
         except AlpacaError as e:
             if e.not_found or e.not_open:
-                await self._refresh(order)
+                await self._try_refresh(order)
             self._replace_rejected(cid, message=f"Alpaca refused the replace: {e.message}")
             log.info("%s: replace of %s refused by Alpaca: %s", self.venue, cid, e)
         except BrokerError as e:
@@ -1501,12 +1696,27 @@ class AlpacaBroker(Broker):
         self.events_received += 1
         try:
             self._handle_update(tu)
-        except Exception:
-            log.exception("%s: cannot apply trade update %s", self.venue, _val(tu.event))
+        except Exception as e:  # never reaches the stream (or the user): skipped, with the cause
+            self.stream_skipped += 1
+            log.warning(
+                "%s: trade update %s skipped: %s: %s",
+                self.venue,
+                _val(tu.event),
+                type(e).__name__,
+                e,
+                exc_info=True,
+            )
 
     def _handle_update(self, tu: TradeUpdate) -> None:
         ev = _val(tu.event)
+        if ev not in _KNOWN_EVENTS:
+            self._on_stream_bad(f"unknown trade-update event {ev[:40]!r}")
+            return
         ao = tu.order
+        problem = _snapshot_problem(ao) or _numbers_problem(("price", tu.price), ("qty", tu.qty))
+        if problem:
+            self._on_stream_bad(f"{ev} of Alpaca order {ao.id}: {problem}")
+            return
         vid = str(ao.id)
         replaces = str(ao.replaces) if ao.replaces else None
         order = self._order_for(ao.client_order_id, vid, replaces)
@@ -1523,6 +1733,7 @@ class AlpacaBroker(Broker):
             self._register_vid(order, vid, ao.client_order_id)
         if ao.client_order_id and self._current_vid(order) == vid:
             self._venue_cid[cid] = ao.client_order_id
+        self._note_snapshot(vid, ao)
         if ev in ("fill", "partial_fill"):
             self._apply_fill(
                 order,
@@ -1536,8 +1747,14 @@ class AlpacaBroker(Broker):
             )
             if order.broker_order_id is None or order.status is OrderStatus.PENDING_NEW:
                 self._ack(cid, vid, ts)
-            return
-        self._apply_status(order, ev, vid, ao, ts)
+        else:
+            # every event carries the order's cumulative fills: one that overtook (or replaced,
+            # when the stream dropped) the fill events still counts what was filled
+            cum = _f(ao.filled_qty) or 0.0
+            if cum > _EPS:
+                self._apply_fill(order, vid, cum=cum, avg=_f(ao.filled_avg_price), ts=ts)
+            self._apply_status(order, ev, vid, ao, ts)
+        self._restate(order, ts)
 
     def _apply_status(
         self, order: Order, state: str, vid: str, ao: AlpacaOrder, ts: int
@@ -1570,12 +1787,18 @@ class AlpacaBroker(Broker):
                     message="rejected by Alpaca",
                 )
         elif state == "replaced":
+            self._final.add(vid)
             new = str(ao.replaced_by) if ao.replaced_by else None
             if new is not None:
                 if new not in self._replacements:
                     self._register_vid(order, new, None)
                     self._replacements.add(new)
-                    self._replaced(cid, ts, broker_order_id=new, old_broker_order_id=vid)
+                    sent = self._patch_qty.pop(cid, None)  # None: not our replace
+                    if sent is not None:
+                        self._venue_qty.setdefault(new, sent)
+                    venue_qty = self._venue_qty.get(new)
+                    total = None if venue_qty is None else self._prior_filled(cid, new) + venue_qty
+                    self._replaced(cid, ts, broker_order_id=new, old_broker_order_id=vid, qty=total)
                 return new
         elif state == "pending_cancel":
             if latest and order.status not in (
@@ -1591,13 +1814,17 @@ class AlpacaBroker(Broker):
             log.debug("%s: order %s: Alpaca state %s noted", self.venue, cid, state)
         return None
 
-    def _on_replacement(self, order: Order, old: str, ao: AlpacaOrder) -> None:
+    def _on_replacement(
+        self, order: Order, old: str, ao: AlpacaOrder, sink: list[str] | None = None
+    ) -> None:
         """Alpaca order ``ao`` replaced our order's ``old`` one."""
         cid = order.client_order_id
         new = str(ao.id)
         self._register_vid(order, new, ao.client_order_id)
+        self._note_snapshot(new, ao)
         if new not in self._replacements:
             self._replacements.add(new)
+            self._patch_qty.pop(cid, None)
             venue_qty = _f(ao.qty)
             total = None if venue_qty is None else self._prior_filled(cid, new) + venue_qty
             self._replaced(
@@ -1616,6 +1843,7 @@ class AlpacaBroker(Broker):
                 cum=cum,
                 avg=_f(ao.filled_avg_price),
                 ts=_dt_ns(ao.updated_at, self.clock.now_ns()),
+                sink=sink,
             )
 
     def _apply_fill(
@@ -1629,10 +1857,11 @@ class AlpacaBroker(Broker):
         exec_id: str | None = None,
         price: float | None = None,
         qty: float | None = None,
+        sink: list[str] | None = None,
     ) -> None:
         """Count what Alpaca order ``vid`` filled beyond what was counted already (``cum`` is its
         cumulative filled quantity, ``avg`` its average price). ``price``/``qty``: the event's own
-        execution, used when it is exactly the new quantity."""
+        execution, used when it is exactly the new quantity. ``sink`` collects the fill's id."""
         done_qty, done_val = self._cum.get(vid, (0.0, 0.0))
         delta = cum - done_qty
         if delta <= _EPS:
@@ -1650,6 +1879,9 @@ class AlpacaBroker(Broker):
                 return
             fid = f"{vid}:{_fmt_qty(cum)}"
         self._cum[vid] = (cum, avg * cum if avg else done_val + px * delta)
+        # a fill of an order since replaced: the order's total grows with it first (else the
+        # fill could complete the smaller total we knew)
+        self._restate(order, ts)
         liq = Liquidity.TAKER if self._taker.get(order.client_order_id) else Liquidity.MAKER
         before = order.filled_qty
         fee = self.fees.fee(
@@ -1674,10 +1906,17 @@ class AlpacaBroker(Broker):
                 ts,
             )
         )
+        if sink is not None:
+            sink.append(fid)
 
-    def _apply_order(self, ao: AlpacaOrder) -> str | None:
+    def _apply_order(self, ao: AlpacaOrder, sink: list[str] | None = None) -> str | None:
         """Bring our handle in line with an Alpaca order snapshot (a REST answer). Returns the id
-        of the order that replaced it, if any (to follow)."""
+        of the order that replaced it, if any (to follow). ``sink`` collects the ids of the fills
+        this found."""
+        problem = _snapshot_problem(ao)
+        if problem:
+            log.warning("%s: Alpaca order %s skipped: %s", self.venue, ao.id, problem)
+            return None
         vid = str(ao.id)
         replaces = str(ao.replaces) if ao.replaces else None
         order = self._order_for(ao.client_order_id, vid, replaces)
@@ -1686,11 +1925,12 @@ class AlpacaBroker(Broker):
         cid = order.client_order_id
         if vid not in self._vids.get(cid, ()):
             if replaces and replaces in self._vids.get(cid, ()):
-                self._on_replacement(order, replaces, ao)
+                self._on_replacement(order, replaces, ao, sink)
             else:
                 self._register_vid(order, vid, ao.client_order_id)
         if ao.client_order_id and self._current_vid(order) == vid:
             self._venue_cid[cid] = ao.client_order_id
+        self._note_snapshot(vid, ao)
         ts = _dt_ns(ao.updated_at, self.clock.now_ns())
         cum = _f(ao.filled_qty) or 0.0
         if cum > _EPS:
@@ -1700,8 +1940,44 @@ class AlpacaBroker(Broker):
                 cum=cum,
                 avg=_f(ao.filled_avg_price),
                 ts=_dt_ns(ao.filled_at or ao.updated_at, ts),
+                sink=sink,
             )
-        return self._apply_status(order, _val(ao.status), vid, ao, ts)
+        nxt = self._apply_status(order, _val(ao.status), vid, ao, ts)
+        self._restate(order, ts)
+        return nxt
+
+    def _note_snapshot(self, vid: str, ao: AlpacaOrder) -> None:
+        """What an Alpaca order snapshot says about the order itself: its quantity, and whether
+        its state is final (its fills complete)."""
+        qty = _f(ao.qty)
+        if qty is not None:
+            self._venue_qty[vid] = qty
+        if _val(ao.status) in _FINAL_STATES:
+            self._final.add(vid)
+
+    def _restate(self, order: Order, ts: int) -> None:
+        """Keep a replaced order's quantity equal to what Alpaca works: the fills of the orders it
+        replaced plus the replacement's quantity. (A replacement is sized from the fills known
+        when it was sent; a fill of the old order that we learn later makes it larger.)"""
+        cid = order.client_order_id
+        vids = self._vids.get(cid)
+        if not vids or len(vids) < 2 or order.status in (OrderStatus.LOST, OrderStatus.REJECTED):
+            return
+        cur = vids[-1]
+        venue_qty = self._venue_qty.get(cur)
+        if venue_qty is None or cur not in self._replacements:
+            return
+        total = self._prior_filled(cid, cur) + venue_qty
+        if abs(total - order.qty) > 1e-9:
+            log.info(
+                "%s: %s works %s at Alpaca (fills before its replacement: %s); was %s here",
+                self.venue,
+                cid,
+                _fmt_qty(total),
+                _fmt_qty(total - venue_qty),
+                _fmt_qty(order.qty),
+            )
+            self._om.on_restated(cid, total, ts)
 
     def _adopt(self, ao: AlpacaOrder) -> Order | None:
         """Take over an open Alpaca order this process did not place (placed before a restart, or
@@ -1744,6 +2020,20 @@ class AlpacaBroker(Broker):
         self._dispatch(order)
         return order
 
+    def _restored(self, orders: list[Order], fills: list[Fill]) -> None:
+        """Orders rebuilt from a journal: map each to its newest Alpaca order and what that
+        order had filled, so reconciliation applies only what happened since. An order without
+        an Alpaca id may or may not have been sent before the crash: it is looked up."""
+        for o in orders:
+            cid = o.client_order_id
+            if o.is_open and o.broker_order_id is None:
+                self._restored_unsent.add(cid)
+            self._venue_cid.setdefault(cid, cid)
+            vid = o.broker_order_id
+            if vid:
+                self._vids[cid] = [vid]
+                self._cum[vid] = (o.filled_qty, o.filled_qty * (o.avg_fill_price or 0.0))
+
     # ---- reconciliation -----------------------------------------------------------------------
     async def _open_at_alpaca(self) -> list[AlpacaOrder]:
         client = self._need_client()
@@ -1751,19 +2041,39 @@ class AlpacaBroker(Broker):
         got = await self.rest.call("open orders", lambda: client.get_orders(req))
         return _models(got, AlpacaOrder)
 
-    async def _reconcile(self, why: str) -> None:
-        """Compare our open orders with Alpaca's (GET open orders, then GET by client order id
-        each of ours Alpaca no longer lists) and apply the differences: fills, cancels, expiries,
-        replacements; adopt open orders we do not know."""
+    async def reconcile(self, reason: str = "manual") -> ReconciliationReport:
+        """Reconcile now (after one under way) and return the report (see ``_reconcile``)."""
+        report = await self._reconcile(reason)
+        if report is None:
+            raise BrokerError(f"{self.venue}: reconciliation ({reason}) failed: Alpaca unreachable")
+        return report
+
+    async def _reconcile(
+        self, why: str, *, wait: bool = True, quiet: bool = False
+    ) -> ReconciliationReport | None:
+        """Compare our orders with Alpaca's (GET open orders, then GET by client order id each
+        of ours Alpaca no longer lists, and each replaced Alpaca order whose last state we did
+        not see) and apply the differences: fills, cancels, expiries, replacements; adopt (or
+        cancel, ``unknown_orders = "cancel"``) open orders we do not know; mark LOST what Alpaca
+        cannot find ``lost_after_lookups`` times; compare positions (the first time: take
+        Alpaca's). Returns the report (published unless ``quiet`` and nothing was found), None
+        when Alpaca could not be read. ``wait``: False returns None at once when a
+        reconciliation is under way."""
         lock = self._reconcile_lock
-        if lock is None or lock.locked():
-            return
+        if lock is None or (lock.locked() and not wait):
+            return None
         async with lock:
             try:
                 listed = await self._open_at_alpaca()
             except BrokerError as e:
                 log.warning("%s: reconciliation (%s) failed: %s", self.venue, why, e)
-                return
+                return None
+            recovered: list[str] = []
+            matched: list[str] = []
+            adopted: list[str] = []
+            cancelled: list[str] = []
+            closed: list[tuple[str, str]] = []
+            lost: list[str] = []
             seen: set[str] = set()
             for ao in listed:
                 vid = str(ao.id)
@@ -1771,64 +2081,192 @@ class AlpacaBroker(Broker):
                 replaces = str(ao.replaces) if ao.replaces else None
                 order = self._order_for(ao.client_order_id, vid, replaces)
                 if order is None:
-                    self._adopt(ao)
-                elif self._busy(order.client_order_id):
-                    self._dirty.add(order.client_order_id)
+                    if self.unknown_orders == "cancel":
+                        if await self._cancel_unknown(ao):
+                            cancelled.append(ao.client_order_id or vid)
+                    elif self._adopt(ao) is not None:
+                        adopted.append(ao.client_order_id)
+                    continue
+                cid = order.client_order_id
+                self._misses.pop(cid, None)
+                if cid not in matched:
+                    matched.append(cid)
+                if self._busy(cid):
+                    self._dirty.add(cid)
                 else:
-                    self._apply_order(ao)
+                    self._apply_order(ao, recovered)
             for order in list(self._om.open.values()):
                 cid = order.client_order_id
+                if cid in matched:
+                    continue
                 if self._busy(cid):
                     self._dirty.add(cid)
                     continue
                 cur = self._current_vid(order)
-                if cur is None or cur in seen:
+                if cur is None and cid not in self._restored_unsent:
                     continue  # (no id yet: its submit is under way)
+                # an order restored without an id was sent before the crash, or never: it is
+                # looked up lost_after_lookups times now (no submit of ours is under way)
+                tries = self.lost_after_lookups if cid in self._restored_unsent else 1
+                self._restored_unsent.discard(cid)
+                found = False
                 try:
-                    await self._refresh(order)
+                    for attempt in range(tries):
+                        if attempt:
+                            await asyncio.sleep(self.rest.backoff[0] * 2**attempt)
+                        found = await self._refresh(order, recovered)
+                        if found:
+                            break
                 except BrokerError as e:
                     log.warning("%s: cannot refresh %s: %s", self.venue, cid, e)
+                    continue
+                if found:
+                    self._misses.pop(cid, None)
+                    if order.is_done:
+                        closed.append((cid, order.status.value))
+                    continue
+                n = self._misses.get(cid, 0) + tries
+                self._misses[cid] = n
+                if n >= self.lost_after_lookups and order.is_open:
+                    del self._misses[cid]
+                    self._status(
+                        cid,
+                        OrderStatus.LOST,
+                        message=f"unknown at Alpaca after {n} look-ups ({why})",
+                    )
+                    lost.append(cid)
+            for cid in list(self._unknown):
+                maybe = self._om.get(cid)
+                if maybe is None or maybe.status is not OrderStatus.LOST:
+                    self._unknown.pop(cid, None)  # found meanwhile
+                    continue
+                lost_order = maybe
+                if self._busy(cid):
+                    continue
+                try:
+                    found_ao = await self._find_by_cid(cid)
+                except BrokerError as e:
+                    log.warning("%s: cannot look up lost %s: %s", self.venue, cid, e)
+                    continue
+                if found_ao is not None:
+                    del self._unknown[cid]
+                    self._apply_order(found_ao, recovered)
+                    log.info("%s: lost order %s found at Alpaca (%s)", self.venue, cid, why)
+                    if lost_order.is_open:
+                        matched.append(cid)
+                    else:
+                        closed.append((cid, lost_order.status.value))
+                    continue
+                self._unknown[cid] += 1
+                if self._unknown[cid] >= self.lost_after_lookups:
+                    del self._unknown[cid]  # it stays LOST
+                    lost.append(cid)
+            await self._settle_replaced(recovered)
+            try:
+                positions, mismatches = await self._check_positions()
+            except BrokerError as e:
+                log.warning("%s: reconciliation (%s): positions: %s", self.venue, why, e)
+                return None
             self.reconciliations += 1
-            log.debug("%s: reconciled (%s)", self.venue, why)
+            report = ReconciliationReport(
+                venue=self.venue,
+                reason=why,
+                ts=self.clock.now_ns(),
+                matched=tuple(matched),
+                adopted=tuple(adopted),
+                cancelled=tuple(cancelled),
+                closed=tuple(closed),
+                lost=tuple(lost),
+                fills_recovered=tuple(recovered),
+                positions=positions,
+                position_mismatches=mismatches,
+            )
+            busy = adopted or cancelled or closed or lost or recovered or mismatches
+            if not quiet or busy:
+                self._reconciled(report)
+            return report
 
-    async def _refresh(self, order: Order) -> None:
+    async def _cancel_unknown(self, ao: AlpacaOrder) -> bool:
+        """Cancel an open Alpaca order we did not place (``unknown_orders = "cancel"``)."""
+        client = self._need_client()
+        vid = str(ao.id)
+        try:
+            await self.rest.call(
+                f"cancel unknown order {vid}", lambda: client.cancel_order_by_id(vid), cancel=True
+            )
+        except BrokerError as e:
+            log.warning("%s: open Alpaca order %s not ours; cancel failed: %s", self.venue, vid, e)
+            return False
+        log.warning(
+            "%s: open Alpaca order %s (%s) not ours: cancelled", self.venue, vid, ao.client_order_id
+        )
+        return True
+
+    async def _settle_replaced(self, sink: list[str] | None = None) -> None:
+        """Fetch each replaced Alpaca order of ours whose last state we never saw (its fills up
+        to the replacement may have been missed)."""
+        for cid, vids in list(self._vids.items()):
+            for vid in vids[:-1]:
+                if vid in self._final or self._busy(cid):
+                    continue
+                try:
+                    ao = await self._get_by_id(vid)
+                except BrokerError as e:
+                    log.warning("%s: cannot fetch replaced order %s: %s", self.venue, vid, e)
+                    continue
+                if ao is None:
+                    self._final.add(vid)
+                else:
+                    self._apply_order(ao, sink)
+
+    async def _try_refresh(self, order: Order) -> None:
+        """``_refresh`` that cannot fail (a failure is logged; the order is refreshed later)."""
+        try:
+            await self._refresh(order)
+        except BrokerError as e:
+            log.warning("%s: cannot refresh %s: %s", self.venue, order.client_order_id, e)
+            self._dirty.add(order.client_order_id)
+
+    async def _refresh(self, order: Order, sink: list[str] | None = None) -> bool:
         """Fetch ``order`` from Alpaca by its client order id (following replacements) and apply
-        what it says."""
+        what it says. False: Alpaca does not know it."""
         cid = order.client_order_id
         ao = await self._find_by_cid(self._venue_cid.get(cid, cid))
         if ao is None:
             log.warning("%s: order %s is unknown at Alpaca", self.venue, cid)
-            return
+            return False
         for _ in range(8):
-            nxt = self._apply_order(ao)
+            nxt = self._apply_order(ao, sink)
             if nxt is None:
-                return
+                return True
             follow = await self._get_by_id(nxt)
             if follow is None:
-                return
+                return True
             ao = follow
+        return True
 
-    async def _sync_positions(self) -> None:
-        """Take Alpaca's positions as the truth for the local books (first connect: the starting
-        inventory; reconnects, after the missed fills were reconciled: a remaining mismatch, such
-        as trades by another program, is logged and corrected)."""
+    async def _check_positions(self) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+        """Alpaca's positions against the local books: the first time they seed the books (the
+        starting inventory); afterwards a difference is reported (the missed fills were
+        recovered before, so it means trades elsewhere or a fill on its way)."""
         positions = await self._fetch_positions()
-        for sym, pos in positions.items():
-            local = self.portfolio.qty(sym)
-            if abs(local - pos.qty) > _EPS:
-                if sym in self.portfolio:
-                    log.warning(
-                        "%s: %s position %g locally, %g at Alpaca: taking Alpaca's",
-                        self.venue,
-                        sym,
-                        local,
-                        pos.qty,
-                    )
-                self.portfolio.set_position(sym, pos.qty, pos.avg_price or None)
-        for sym in self.portfolio.symbols():
-            if sym not in positions and abs(self.portfolio.qty(sym)) > _EPS:
-                log.warning("%s: %s flat at Alpaca: local position reset", self.venue, sym)
-                self.portfolio.set_position(sym, 0.0)
+        theirs = {sym: p.qty for sym, p in positions.items()}
+        mismatches: dict[str, tuple[float, float]] = {}
+        if not self._seeded:
+            self._seeded = True
+            for sym, pos in positions.items():
+                if abs(self.portfolio.qty(sym) - pos.qty) > _EPS:
+                    self.portfolio.set_position(sym, pos.qty, pos.avg_price or None)
+            for sym in self.portfolio.symbols():
+                if sym not in positions and abs(self.portfolio.qty(sym)) > _EPS:
+                    self.portfolio.set_position(sym, 0.0)
+            return theirs, mismatches
+        for sym in set(theirs) | set(self.portfolio.symbols()):
+            mine = self.portfolio.qty(sym)
+            other = theirs.get(sym, 0.0)
+            if abs(mine - other) > 1e-6:
+                mismatches[sym] = (mine, other)
+        return theirs, mismatches
 
     # ---- market data the broker sees ----------------------------------------------------------
     def on_quote(self, quote: Quote) -> None:
@@ -1877,6 +2315,8 @@ class AlpacaBroker(Broker):
             replaces = str(ao.replaces) if ao.replaces else None
             order = self._order_for(ao.client_order_id, vid, replaces)
             if order is None:
+                if self.unknown_orders == "cancel":
+                    continue  # not ours: the next reconciliation cancels it
                 order = self._adopt(ao)
             else:
                 self._apply_order(ao)

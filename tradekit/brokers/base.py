@@ -38,12 +38,15 @@ from ..errors import OrderRejected
 from ..model import Account, Bar, Fill, Instrument, Order, OrderRequest, Position, Quote, Trade
 from ..orders import ClientOrderIds, OrderManager
 from ..portfolio import Portfolio
+from ..reconcile import ReconciliationReport, VenueStatus
 from ..risk import KillSwitch, RiskLimits, RiskManager
-from ..rules import OrderRules, RuleContext
+from ..rules import OrderRules, RuleContext, as_number
 from ..throttle import RateLimiter
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from ..journal import Journal
 
 log = logging.getLogger("tradekit.brokers")
 
@@ -139,6 +142,9 @@ class Broker(_Endpoint, ABC):
     rules_profile: ClassVar[str] = "default"
     #: the broker's request budget per minute (None: none known)
     requests_per_minute: ClassVar[int | None] = None
+    #: commit each command to the journal before sending it (False only for a venue that lives
+    #: in the process, like the paper broker: see ``tradekit.journal``)
+    journal_sync: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -173,6 +179,14 @@ class Broker(_Endpoint, ABC):
         rpm = self.requests_per_minute
         self.throttle: RateLimiter | None = RateLimiter(rpm) if rpm else None
         self.risk.kill_switch.add_listener(self._on_kill)
+        #: False while the trading connection is down or not yet reconciled after a reconnect
+        self.trading_up = True
+        #: what reconciliation does with open orders at the broker that we did not place:
+        #: "adopt" (manage them as ours) or "cancel"
+        self.unknown_orders = "adopt"
+        self.last_reconciliation: ReconciliationReport | None = None
+        #: the bot's journal (``tradekit.journal.Journal.attach``), or None
+        self.journal: Journal | None = None
 
     # ---- building from a config ----------------------------------------------------------
     @classmethod
@@ -286,6 +300,8 @@ class Broker(_Endpoint, ABC):
             raise
         self._om.register(order)
         self.risk.on_sent(now)
+        if self.journal is not None:
+            self.journal.command(self, "submit", order)
         self._send_submit(order)
         return order
 
@@ -339,6 +355,8 @@ class Broker(_Endpoint, ABC):
         if self._om.request_cancel(order, self.clock.now_ns()):
             if self.throttle is not None:
                 self.throttle.try_acquire(self.clock.now_ns(), cancel=True)
+            if self.journal is not None:
+                self.journal.command(self, "cancel", order)
             self._send_cancel(order)
 
     def cancel_all(self, symbol: str | None = None) -> int:
@@ -364,8 +382,12 @@ class Broker(_Endpoint, ABC):
                 RejectReason.NOT_OPEN,
                 f"order {order.client_order_id} is {order.status.value}; it cannot be replaced now",
             )
-        new_qty = order.qty if qty is None else float(qty)
-        new_px = order.limit_price if limit_price is None else float(limit_price)
+        new_qty = order.qty if qty is None else as_number(qty, "qty", order.symbol)
+        new_px = (
+            order.limit_price
+            if limit_price is None
+            else as_number(limit_price, "limit price", order.symbol)
+        )
         if new_qty == order.qty and new_px == order.limit_price:
             return order
         if new_qty <= order.filled_qty:
@@ -389,6 +411,8 @@ class Broker(_Endpoint, ABC):
         self._check_new(probe, now, replacing=order)  # type: ignore[arg-type]
         self.risk.on_sent(now)
         self._om.request_replace(order, new_qty, new_px, now)
+        if self.journal is not None:
+            self.journal.command(self, "replace", order, (new_qty, new_px))
         self._send_replace(order, new_qty, new_px)
         return order
 
@@ -493,6 +517,47 @@ class Broker(_Endpoint, ABC):
         self, client_order_id: str, ts: int | None = None, message: str = ""
     ) -> Order | None:
         return self._om.on_cancel_rejected(client_order_id, self._now(ts), message)
+
+    # ---- restart -----------------------------------------------------------------------------
+    def restore(self, orders: Iterable[Order], fills: Iterable[Fill]) -> None:
+        """Rebuild this broker's local state from a journal before it connects: the orders
+        (open and done; a cancel or replace that was not confirmed counts as not applied: the
+        broker's answer comes with reconciliation), the fills into the books (on top of the
+        starting inventory), and the client order id counter. The adapter's ``_restored`` hook
+        then rebuilds its own maps; ``connect`` reconciles with the broker."""
+        orders = list(orders)
+        fills = sorted(fills, key=lambda f: f.ts)
+        self._om.restore(orders, fills)
+        for f in fills:
+            self.portfolio.apply(f)
+        self._restored(orders, fills)
+
+    def _restored(self, orders: list[Order], fills: list[Fill]) -> None:
+        """Adapter hook: rebuild adapter-side maps (broker ids, ...) for restored orders."""
+
+    # ---- connection state (adapters report; the engine pauses strategies meanwhile) ---------
+    def _venue_down(self, reason: str) -> None:
+        """Adapter: the trading connection is lost (orders can be neither sent nor confirmed)."""
+        if self.trading_up:
+            self.trading_up = False
+            log.warning("%s: trading connection down: %s", self._venue, reason)
+            self._publish(VenueStatus(self._venue, self.clock.now_ns(), False, reason))
+
+    def _venue_up(self, reason: str) -> None:
+        """Adapter: the connection is back and reconciliation is done; trading may resume."""
+        if not self.trading_up:
+            self.trading_up = True
+            log.info("%s: trading connection up: %s", self._venue, reason)
+            self._publish(VenueStatus(self._venue, self.clock.now_ns(), True, reason))
+
+    def _reconciled(self, report: ReconciliationReport) -> None:
+        """Adapter: record, log and publish (to the journal, the engine) a reconciliation."""
+        self.last_reconciliation = report
+        if report.clean:
+            log.info("%s", report)
+        else:
+            log.warning("%s", report)
+        self._publish(report)
 
     def _on_fill_applied(self, fill: Fill, order: Order) -> None:
         if self.risk.limits.max_daily_loss is None:

@@ -11,8 +11,17 @@ Connection
     disconnect (TWS's nightly restart, a network cut) the session reconnects with exponential
     backoff; codes 1100/2110 pause trading, 1101 (data lost) resubscribes market data and
     reconciles, 1102 (data kept) reconciles. Trading resumes only after every user of the session
-    has resynchronised: the broker reconciles open orders, executions and positions and logs a
-    typed :class:`ReconciliationReport` (``broker.last_reconciliation``).
+    has resynchronised: the broker reconciles open orders, executions and positions (retrying
+    while the socket stays up) and publishes a typed :class:`ReconciliationReport`
+    (``broker.last_reconciliation``, ``broker.reconciliations``); listeners get
+    ``VenueStatus(up=False)`` on a disconnect or 1100/2110 and ``VenueStatus(up=True)`` once
+    reconciled. Reconciliation also finishes what the lost connection left open: a modify whose
+    confirmation was lost is confirmed (or refused, when TWS never got it) from the open orders,
+    a cancel TWS never got is sent again, open orders of our client id that we did not place are
+    adopted (or cancelled: ``unknown_orders = "cancel"``), and an order TWS has neither open nor
+    completed is ``LOST`` (TWS answers in order: one look is conclusive, ``lost_after_lookups``).
+    One reconciliation runs at a time, and requests whose answers ib_async files under one key
+    (open orders, completed orders, positions) never overlap.
 
 Pacing
     TWS allows 50 messages a second per connection. Every request the adapter sends passes a
@@ -37,7 +46,8 @@ Events
     are delivered once their commission report arrives (fee = commission, ``fill_id`` = execId,
     maker when IB reports liquidity "added"); status events of an order wait behind its
     undelivered fills, so listeners always see a fill before the order update it causes.
-    Quantities and the FILLED status follow the fills, never ``orderStatus`` counts. Error 110 on
+    Quantities and the FILLED status follow the fills, never ``orderStatus`` counts. Messages of
+    another client's orders (order ids are per client) are ignored. Error 110 on
     a new order ends it REJECTED (``TICK_SIZE``), 201 REJECTED (``BROKER``), both with IB's
     message, whatever ib_async itself did with the trade; 110/104/105 on a modify refuse the
     replace; 10147/10148/161 refuse a cancel; 202 is a cancel. Duplicate and late messages are
@@ -62,7 +72,7 @@ import re
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
@@ -86,6 +96,7 @@ from ..model import (
     TickRule,
     Trade,
 )
+from ..reconcile import ReconciliationReport
 from ..risk import KillSwitch, RiskLimits, RiskManager
 from ..rules import PROFILES, OrderRules, RulesProfile
 from ..timeutil import NS_PER_S, to_ns
@@ -393,9 +404,13 @@ class IBSession:
         self.ib.errorEvent += self._on_error
         self.users: list[SessionUser] = []
         self.state = "down"
+        #: False between TWS's 1100/2110 (its link to IB lost) and 1101/1102 (restored)
+        self.ib_link_up = True
         self.closed = False
         self._closing = False
         self._connecting: asyncio.Future[None] | None = None
+        # requests whose answers ib_async files under a fixed key (one at a time each)
+        self._exclusive: dict[str, asyncio.Lock] = {}
         self._reconnect_task: asyncio.Task[None] | None = None
         self._jobs: deque[_Job] = deque()
         self._job_event = asyncio.Event()
@@ -542,6 +557,7 @@ class IBSession:
         self.state = "connecting"
         self._closing = False
         self.last_error = None
+        self.ib_link_up = True  # a fresh connection: TWS says again when its link is down
         closed: list[str] = []
         task = asyncio.ensure_future(
             self.ib.connectAsync(
@@ -670,7 +686,10 @@ class IBSession:
                 raise
             except Exception:
                 log.exception("%s: resynchronisation of %r failed (%s)", self.address, u, reason)
-        if self.ib.isConnected():
+        if self.ib.isConnected() and self.state == "syncing":
+            if not self.ib_link_up:  # 1100/2110 arrived while resynchronising
+                self.state = "paused"
+                return
             self.state = "ready"
             self._ready.set()
             self._job_event.set()
@@ -683,6 +702,7 @@ class IBSession:
             log.debug("%s: %d %s", self.address, code, msg)
             return
         if code in (1100, 2110):
+            self.ib_link_up = False
             if self.state == "ready":
                 self.state = "paused"
                 self._ready.clear()
@@ -690,9 +710,20 @@ class IBSession:
                 "%s: %d %s: new orders refused until connectivity returns", self.address, code, msg
             )
             for u in list(self.users):
-                u._on_session_down(f"{code}")
+                try:
+                    u._on_session_down(f"{code}")
+                except Exception:
+                    log.exception("%s: session user %r failed on %d", self.address, u, code)
         elif code in (1101, 1102):
+            self.ib_link_up = True
             log.warning("%s: %d %s", self.address, code, msg)
+            if code == 1102:
+                # ib_async re-requests the account summary on 1102 and never awaits it: should
+                # the socket drop first, asyncio would log its error as never retrieved
+                for fut in list(self.ib.wrapper._futures.values()):
+                    fut.add_done_callback(_retrieved)
+            if self.state in ("down", "connecting") or not self.ib.isConnected():
+                return  # the reconnection resynchronises anyway
             self.spawn(self._resync(str(code)), name=f"ib-resync-{code}")
         elif code == 100:
             log.error("%s: TWS reports a pacing violation (%d %s)", self.address, code, msg)
@@ -767,12 +798,33 @@ class IBSession:
             await asyncio.wait_for(self.ib.reqCurrentTimeAsync(), timeout)
 
     async def request(
-        self, make: Callable[[], Awaitable[Any]], kind: str, *, timeout: float | None = None
+        self,
+        make: Callable[[], Awaitable[Any]],
+        kind: str,
+        *,
+        timeout: float | None = None,
+        exclusive: bool = False,
     ) -> Any:
-        """Send one paced request and await its answer (``BrokerTimeout`` after ``timeout``)."""
+        """Send one paced request and await its answer (``BrokerTimeout`` after ``timeout``).
+        ``exclusive``: one request of this ``kind`` at a time (ib_async files the answers of
+        ``reqOpenOrders``, ``reqCompletedOrders`` and ``reqPositions`` under one fixed key: a
+        second one in flight would orphan the first)."""
+        if not exclusive:
+            return await self._request(make, kind, timeout)
+        lock = self._exclusive.get(kind)
+        if lock is None:
+            lock = self._exclusive[kind] = asyncio.Lock()
+        async with lock:
+            return await self._request(make, kind, timeout)
+
+    async def _request(
+        self, make: Callable[[], Awaitable[Any]], kind: str, timeout: float | None
+    ) -> Any:
         if not self.ib.isConnected():
             raise Disconnected(f"not connected to TWS/IB Gateway at {self.address}")
         await self.paced(1, kind)
+        if not self.ib.isConnected():
+            raise Disconnected(f"not connected to TWS/IB Gateway at {self.address}")
         try:
             return await asyncio.wait_for(make(), timeout or max(self.connect_timeout, 5.0))
         except TimeoutError:
@@ -833,42 +885,6 @@ class IBSession:
 # ------------------------------------------------------------------------------ broker parts
 
 
-@dataclass(frozen=True, slots=True)
-class ReconciliationReport:
-    """What reconciliation against IB found (on connect, after a reconnect, after 1101/1102)."""
-
-    venue: str
-    reason: str
-    ts: int
-    #: our orders IB still has open
-    matched: tuple[str, ...] = ()
-    #: open orders of this client id and route that we did not know (adopted)
-    adopted: tuple[str, ...] = ()
-    #: our open orders that IB reports done meanwhile: (client order id, status)
-    closed: tuple[tuple[str, str], ...] = ()
-    #: our open orders IB knows nothing of (marked LOST)
-    lost: tuple[str, ...] = ()
-    #: executions applied that had not reached us (exec ids)
-    fills_recovered: tuple[str, ...] = ()
-    #: IB's positions of the account (symbol -> signed qty)
-    positions: Mapping[str, float] = field(default_factory=dict)
-    #: symbol -> (local qty, IB qty) where they differ after the recovered fills
-    position_mismatches: Mapping[str, tuple[float, float]] = field(default_factory=dict)
-
-    @property
-    def clean(self) -> bool:
-        return not (self.lost or self.position_mismatches)
-
-    def __str__(self) -> str:
-        return (
-            f"reconciliation of {self.venue} ({self.reason}): {len(self.matched)} open orders "
-            f"matched, {len(self.adopted)} adopted, {len(self.closed)} closed meanwhile, "
-            f"{len(self.lost)} lost, {len(self.fills_recovered)} fills recovered, "
-            f"{len(self.positions)} positions"
-            + (f", mismatches {dict(self.position_mismatches)}" if self.position_mismatches else "")
-        )
-
-
 @dataclass(slots=True)
 class _PendingFill:
     cid: str
@@ -880,6 +896,12 @@ class _PendingFill:
     liquidity: Liquidity
     ts: int
     timer: asyncio.TimerHandle | None = None
+
+
+def _retrieved(fut: asyncio.Future[Any]) -> None:
+    """A done callback that takes a future's exception (so asyncio does not log it)."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _finite(x: Any) -> bool:
@@ -1029,6 +1051,8 @@ class IBKRBroker(Broker):
         self._pending: dict[str, _PendingFill] = {}
         self._held: dict[str, list[Callable[[], Any]]] = {}
         self._replacing: dict[str, tuple[float, float | None]] = {}
+        self._modify_sent: dict[str, int] = {}
+        self._cancel_sent: dict[str, int] = {}
         self._seen_exec: set[str] = set()
         self._errors: dict[int, tuple[int, str]] = {}
         self._loading: dict[str, asyncio.Task[Instrument]] = {}
@@ -1036,8 +1060,15 @@ class IBKRBroker(Broker):
         self._seeded = False
         self._wired = False
         self._state_reason = ""
+        self._reconcile_lock: asyncio.Lock | None = None
+        # cancels and modifies written to the socket: our id -> the connection (``connects``)
         self.last_reconciliation: ReconciliationReport | None = None
+        self._restored_unsent: set[str] = set()  # restored from a journal without an orderId
         self.reconciliations: list[ReconciliationReport] = []
+        #: reconciliations that find one of our sent orders neither open nor completed at IB
+        #: before it is marked LOST (TWS answers in order: one look is conclusive)
+        self.lost_after_lookups = 1
+        self._misses: dict[str, int] = {}
         #: requests this broker sent to TWS, by kind (placeOrder, modify, cancelOrder, ...)
         self.stats: Counter[str] = Counter()
 
@@ -1158,11 +1189,28 @@ class IBKRBroker(Broker):
         self._wired = False
 
     async def _on_session_up(self, reason: str) -> None:
-        await self.reconcile(reason)
+        """The connection is back (or TWS's link to IB): reconcile (again while it fails and
+        the socket stays up), then trading may resume."""
+        delay = 0.1
+        while True:
+            s = self.session
+            if s is None or not s.ib.isConnected():
+                return
+            try:
+                await self.reconcile(reason)
+                break
+            except (Disconnected, BrokerTimeout) as e:
+                log.warning("%s: reconciliation (%s) failed: %s", self.venue, reason, e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        s = self.session
+        if s is not None and s.ib.isConnected() and s.ib_link_up:
+            self._venue_up(reason)
 
     def _on_session_down(self, reason: str) -> None:
         self._state_reason = reason
         log.warning("%s: trading paused (%s at %s)", self.venue, reason, self.address)
+        self._venue_down(f"{reason} at {self.address}")
 
     async def sync(self) -> None:
         """Wait until every request sent so far went out and TWS's answers were processed (a
@@ -1275,6 +1323,7 @@ class IBKRBroker(Broker):
         if s is None:
             self._cancel_rejected(cid, message=f"not connected to {self.address}")
             return
+        self._cancel_sent.pop(cid, None)
 
         async def cancel() -> None:
             oid = self._oid_by_cid.get(cid)
@@ -1289,6 +1338,7 @@ class IBKRBroker(Broker):
                 s.ib.cancelOrder(trade.order)
             else:
                 s.ib.client.cancelOrder(oid, "")
+            self._cancel_sent[cid] = s.connects
             self.stats["cancelOrder"] += 1
 
         def failed(e: BaseException) -> None:
@@ -1303,6 +1353,7 @@ class IBKRBroker(Broker):
             self._replace_rejected(cid, message=f"not connected to {self.address}")
             return
         self._replacing[cid] = (float(qty), limit_price)
+        self._modify_sent.pop(cid, None)
 
         async def modify() -> None:
             oid = self._oid_by_cid.get(cid)
@@ -1327,6 +1378,7 @@ class IBKRBroker(Broker):
                 )
                 return
             s.ib.placeOrder(trade.contract, new)
+            self._modify_sent[cid] = s.connects
             self.stats["modify"] += 1
 
         def failed(e: BaseException) -> None:
@@ -1435,6 +1487,9 @@ class IBKRBroker(Broker):
 
     # ---- events in ----------------------------------------------------------------------------
     def _cid_of(self, trade: IBTrade) -> str | None:
+        s = self.session
+        if s is None or trade.order.clientId != s.client_id:
+            return None  # another client's order (order ids are per client)
         oid = int(trade.order.orderId or 0)
         cid = self._cid_by_oid.get(oid)
         if cid is None:
@@ -1659,7 +1714,9 @@ class IBKRBroker(Broker):
 
     async def _ib_positions(self) -> dict[str, tuple[float, float]]:
         s = self._require_session()
-        got = await s.request(s.ib.reqPositionsAsync, "reqPositions", timeout=self.request_timeout)
+        got = await s.request(
+            s.ib.reqPositionsAsync, "reqPositions", timeout=self.request_timeout, exclusive=True
+        )
         out: dict[str, tuple[float, float]] = {}
         for p in got or ():
             c = p.contract
@@ -1688,9 +1745,14 @@ class IBKRBroker(Broker):
 
     async def _fetch_open_orders(self) -> list[Order]:
         s = self._require_session()
+        sent: dict[str, Any] = {}
         trades = await s.request(
-            s.ib.reqOpenOrdersAsync, "reqOpenOrders", timeout=self.request_timeout
+            lambda: self._req_open_orders(s, sent),
+            "reqOpenOrders",
+            timeout=self.request_timeout,
+            exclusive=True,
         )
+        self._settle_sent(s, trades or (), sent, self.clock.now_ns())
         out: list[Order] = []
         seen: set[str] = set()
         for t in trades or ():
@@ -1706,12 +1768,25 @@ class IBKRBroker(Broker):
     # ---- reconciliation -----------------------------------------------------------------------
     async def reconcile(self, reason: str = "manual") -> ReconciliationReport:
         """Compare our books with IB's (open and completed orders, executions, positions), apply
-        what happened meanwhile and log a :class:`ReconciliationReport`."""
+        what happened meanwhile and publish a :class:`ReconciliationReport` (one reconciliation
+        at a time: a second waits for the first)."""
         s = self._require_session()
+        if self._reconcile_lock is None:
+            self._reconcile_lock = asyncio.Lock()
+        async with self._reconcile_lock:
+            return await self._reconcile(s, reason)
+
+    async def _reconcile(self, s: IBSession, reason: str) -> ReconciliationReport:
         tmo = self.request_timeout
-        open_trades = await s.request(s.ib.reqOpenOrdersAsync, "reqOpenOrders", timeout=tmo)
+        sent: dict[str, Any] = {}
+        open_trades = await s.request(
+            lambda: self._req_open_orders(s, sent), "reqOpenOrders", timeout=tmo, exclusive=True
+        )
         done_trades = await s.request(
-            lambda: s.ib.reqCompletedOrdersAsync(False), "reqCompletedOrders", timeout=tmo
+            lambda: s.ib.reqCompletedOrdersAsync(False),
+            "reqCompletedOrders",
+            timeout=tmo,
+            exclusive=True,
         )
         fills = await s.request(
             lambda: s.ib.reqExecutionsAsync(ExecutionFilter(clientId=s.client_id)),
@@ -1722,21 +1797,30 @@ class IBKRBroker(Broker):
         now = self.clock.now_ns()
         matched: list[str] = []
         adopted: list[str] = []
+        cancelled: list[str] = []
         closed: list[tuple[str, str]] = []
         lost: list[str] = []
         recovered: list[str] = []
-        open_cids: set[str] = set()
+        open_cids: dict[str, IBTrade] = {}
         for t in open_trades or ():
             cid = self._cid_of(t)
             if cid is None:
+                if self.unknown_orders == "cancel" and self._foreign(t):
+                    await s.paced(1, "cancelOrder")
+                    s.ib.cancelOrder(t.order)
+                    self.stats["cancelOrder"] += 1
+                    ref = t.order.orderRef or f"ib-{t.order.orderId}"
+                    log.warning("%s: open IB order %s not ours: cancelled", self.venue, ref)
+                    cancelled.append(ref)
+                    continue
                 cid = self._adopt(t)
                 if cid is None:
                     continue
                 adopted.append(cid)
-            else:
+            elif cid not in open_cids:
                 matched.append(cid)
                 self._ack(cid, str(t.order.orderId), now)
-            open_cids.add(cid)
+            open_cids[cid] = t
             self._ib_orders[cid] = t.order
         # executions we missed (or whose commission never came)
         for f in sorted(fills or (), key=lambda f: f.execution.time):
@@ -1780,11 +1864,17 @@ class IBKRBroker(Broker):
                 )
             )
             recovered.append(ex.execId)
+        self._settle_sent(s, open_trades or (), sent, now)
         # our open orders that IB no longer has open
         by_ref = {t.order.orderRef: t for t in done_trades or () if t.order.orderRef}
         for order in list(self._om.open_orders()):
             cid = order.client_order_id
-            if cid in open_cids or cid not in self._oid_by_cid:
+            # (restored from a journal without an orderId: sent before the crash, or never;
+            # IB's open and completed orders, by orderRef, were the look-up)
+            restored = cid in self._restored_unsent
+            self._restored_unsent.discard(cid)
+            if cid in open_cids or (cid not in self._oid_by_cid and not restored):
+                self._misses.pop(cid, None)
                 continue  # open there, or not sent yet (the queue will send or fail it)
             t = by_ref.get(cid)
             status = t.orderStatus.status if t is not None else ""
@@ -1811,6 +1901,11 @@ class IBKRBroker(Broker):
                 )
                 closed.append((cid, "rejected"))
             elif not order.is_done:
+                n = self.lost_after_lookups if restored else self._misses.get(cid, 0) + 1
+                self._misses[cid] = n
+                if n < self.lost_after_lookups:
+                    continue
+                del self._misses[cid]
                 self._status(
                     cid, OrderStatus.LOST, now, message=f"not found at IB ({reason} reconciliation)"
                 )
@@ -1834,31 +1929,110 @@ class IBKRBroker(Broker):
             ts=now,
             matched=tuple(matched),
             adopted=tuple(adopted),
+            cancelled=tuple(cancelled),
             closed=tuple(closed),
             lost=tuple(lost),
             fills_recovered=tuple(recovered),
             positions={k: v[0] for k, v in ib_pos.items()},
             position_mismatches=mismatches,
         )
-        self.last_reconciliation = report
         self.reconciliations.append(report)
-        if report.clean:
-            log.info("%s", report)
-        else:
-            log.warning("%s", report)
+        self._reconciled(report)
         return report
 
-    def _adopt(self, t: IBTrade) -> str | None:
-        """An open order of our client id and route that we did not place in this process."""
+    def _req_open_orders(self, s: IBSession, sent: dict[str, Any]) -> Awaitable[Any]:
+        """``reqOpenOrders``, noting which modifies and cancels went out before it: TWS answers
+        in order, so the answer shows whether they arrived."""
+        sent["modifies"] = {c: n for c, n in self._modify_sent.items() if c in self._replacing}
+        sent["cancels"] = dict(self._cancel_sent)
+        sent["connection"] = s.connects
+        return s.ib.reqOpenOrdersAsync()
+
+    def _settle_sent(
+        self, s: IBSession, trades: Iterable[IBTrade], sent: dict[str, Any], now: int
+    ) -> None:
+        """Modifies and cancels sent before a ``reqOpenOrders`` (``_req_open_orders``), against
+        its answer. ib_async files the live ``openOrder`` confirming a modify into the answer when
+        it arrives meanwhile (no event): a modify whose values the answer shows is confirmed. One
+        sent on an earlier connection that the answer does not show never reached TWS: refused;
+        a cancel sent on an earlier connection of an order still working there is sent again.
+        (Sent on this connection, their answers are still on their way.)"""
+        modifies: dict[str, int] = sent.get("modifies", {})
+        cancels: dict[str, int] = sent.get("cancels", {})
+        connection: int = sent.get("connection", s.connects)
+        done: set[str] = set()
+        for t in trades:
+            cid = self._cid_of(t)
+            if cid is None or cid in done:
+                continue
+            done.add(cid)
+            order = self._om.get(cid)
+            if order is None:
+                continue
+            want = self._replacing.get(cid)
+            if want is not None and cid in modifies:
+                qty, px = want
+                lmt = _price(t.order.lmtPrice)
+                if abs(float(t.order.totalQuantity) - qty) <= _EPS and (
+                    px is None or (lmt is not None and abs(lmt - px) <= 1e-9)
+                ):
+                    del self._replacing[cid]
+                    self._later(
+                        cid,
+                        functools.partial(
+                            self._replaced,
+                            cid,
+                            now,
+                            broker_order_id=str(t.order.orderId),
+                            qty=qty,
+                            limit_price=px,
+                        ),
+                    )
+                elif modifies[cid] < connection:
+                    del self._replacing[cid]
+                    self._later(
+                        cid,
+                        functools.partial(
+                            self._replace_rejected,
+                            cid,
+                            now,
+                            "the modify did not reach IB (connection lost)",
+                        ),
+                    )
+            if (
+                order.status is OrderStatus.PENDING_CANCEL
+                and cancels.get(cid, connection) < connection
+                and t.orderStatus.status not in ("PendingCancel", "Cancelled", "ApiCancelled")
+            ):
+                log.warning("%s: the cancel of %s did not reach IB: sent again", self.venue, cid)
+                self._send_cancel(order)
+
+    def _foreign(self, t: IBTrade) -> bool:
+        """An open order of our client id and route that we did not place (in this process)."""
         s = self.session
         o, c = t.order, t.contract
         if s is None or o.clientId != s.client_id or c.secType != "STK":
-            return None
+            return False
         if (c.exchange or "SMART") != self.route:
+            return False
+        return (o.orderRef or f"ib-{o.orderId}") not in self._om.orders
+
+    def _restored(self, orders: list[Order], fills: list[Fill]) -> None:
+        """Orders rebuilt from a journal: IB knows them by orderId (and orderRef = our id)."""
+        for o in orders:
+            if o.is_open and o.broker_order_id is None:
+                self._restored_unsent.add(o.client_order_id)
+            bid = o.broker_order_id
+            if bid and bid.isdigit():
+                self._cid_by_oid[int(bid)] = o.client_order_id
+                self._oid_by_cid[o.client_order_id] = int(bid)
+
+    def _adopt(self, t: IBTrade) -> str | None:
+        """An open order of our client id and route that we did not place in this process."""
+        if not self._foreign(t):
             return None
+        o, c = t.order, t.contract
         ref = o.orderRef or f"ib-{o.orderId}"
-        if ref in self._om.orders:
-            return None
         otype = _FROM_IB_TYPE.get(o.orderType)
         tif = _FROM_IB_TIF.get(o.tif, TimeInForce.DAY)
         if otype is None:

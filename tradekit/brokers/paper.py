@@ -44,6 +44,7 @@ from ..enums import (
 from ..errors import OrderRejected
 from ..fees import FeeModel
 from ..model import Account, Fill, Instrument, Order, Position, Quote, Trade
+from ..reconcile import ReconciliationReport
 from ..risk import KillSwitch, RiskLimits, RiskManager
 from ..rules import OrderRules
 from ..timeutil import NS_PER_MS
@@ -145,6 +146,7 @@ class PaperBroker(Broker):
     """
 
     name = "paper"
+    journal_sync = False  # the venue is in the process: the journal is its memory
     capabilities = Capabilities(
         replace_in_place=True, fractional=True, extended_hours=True, shorting=True, depth=False
     )
@@ -209,6 +211,7 @@ class PaperBroker(Broker):
         self._sweeps: set[int] = set()
         self._n_bid = 0
         self._cancel_first: set[str] = set()  # cancels that reached the venue before their order
+        self._restored_pending = False  # restored from a journal: reconcile on connect
         self._new_broker_id_on_replace = profile == "alpaca"
         if profile == "alpaca":
             from ..throttle import RateLimiter
@@ -253,7 +256,7 @@ class PaperBroker(Broker):
             if dc is not None:
                 dc.set(due)
             fn(*args)
-        if dc is not None:
+        if dc is not None and dc._ns:  # (before any data it reads the wall clock: not pinned)
             dc.set(ns)
 
     def process(self) -> None:
@@ -691,9 +694,62 @@ class PaperBroker(Broker):
                 f"power; {bp:,.2f} available",
             )
 
+    # ---- restart ---------------------------------------------------------------------------
+    def _restored(self, orders: list[Order], fills: list[Fill]) -> None:
+        """The venue lives in the process, so after a crash its memory is the journal: the
+        acknowledged open orders rest in the book again (their queue place is lost: they wait
+        until the touch comes to them); orders never acknowledged never reached it."""
+        self._restored_pending = True
+        for o in orders:
+            bid = o.broker_order_id
+            if bid and bid[:1] == "P" and bid[1:].isdigit():
+                self._n_bid = max(self._n_bid, int(bid[1:]))
+            if o.is_open and bid is not None and o.client_order_id not in self._rest_by_id:
+                r = _Rest(o)
+                self._rest_by_id[o.client_order_id] = r
+                self._book.setdefault(o.symbol, []).append(r)
+                if o.tif is TimeInForce.DAY:
+                    self._set_expiry(r, o.created_ts)  # its own day: expired if over
+                if not r.stop_wait:
+                    self._place(r, None)
+        prefix = f"{self.venue}-F"
+        for f in fills:
+            tail = f.fill_id[len(prefix) :]
+            if f.fill_id.startswith(prefix) and tail.isdigit():
+                self._n_fill = max(self._n_fill, int(tail))
+
+    def reconcile(self, reason: str = "manual") -> ReconciliationReport:
+        """Our open orders against the venue's book: those it holds are matched, those it never
+        received are looked up once more (the venue answers at once) and marked LOST."""
+        now = self.clock.now_ns()
+        matched: list[str] = []
+        lost: list[str] = []
+        for o in list(self._om.open.values()):
+            cid = o.client_order_id
+            if cid in self._rest_by_id or any(
+                args and args[0] is o for _, _, _, args in self._events
+            ):
+                matched.append(cid)
+                continue
+            self._status(cid, OrderStatus.LOST, now, message=f"not at the venue ({reason})")
+            lost.append(cid)
+        report = ReconciliationReport(
+            venue=self.venue,
+            reason=reason,
+            ts=now,
+            matched=tuple(matched),
+            lost=tuple(lost),
+            positions={k: p.qty for k, p in self.portfolio.positions(self.venue).items()},
+        )
+        self._reconciled(report)
+        return report
+
     # ---- queries ---------------------------------------------------------------------------
     async def _connect(self) -> None:
         self.process()
+        if self._restored_pending:
+            self._restored_pending = False
+            self.reconcile("restart")
 
     async def _close(self) -> None:
         return None

@@ -8,11 +8,18 @@ Other columns are ignored; column names are matched case-insensitively.
 
 Bad rows are reported as ``FILE:LINE: what`` (the header is line 1, so the first data row is line
 2; for Parquet the same convention: row ``k`` counting from 1 is line ``k + 1``) and skipped:
-a ts that is missing, unparsable or has no UTC offset; a ts earlier than the previous good row's;
-missing or non-numeric values; negative prices or sizes; a crossed quote (``bid > ask`` with both
-positive; a locked quote ``bid == ask`` is kept); a trade at a price of zero; a bar whose high is
-below its low or whose open/close lies outside ``[low, high]``; a symbol outside ``symbols`` when
-that filter is given. With ``strict=True`` the first bad row raises :class:`DataError` instead.
+a ts that is missing, unparsable or has no UTC offset; a ts before 2000-01-01 (seconds or
+milliseconds taken for nanoseconds); a ts earlier than the previous good row's; missing or
+non-numeric values (NaN, inf); negative prices or sizes; a crossed quote (``bid > ask`` with
+both positive; a locked quote ``bid == ask`` is kept, and so is a side with a size of zero); a
+trade at a price of zero; a bar whose high is below its low or whose open/close lies outside
+``[low, high]``; a symbol that is not one (over 64 characters, control characters, surrounding
+spaces) or is outside ``symbols`` when that filter is given. With ``strict=True`` the first bad
+row raises :class:`DataError` instead.
+
+Whole-file problems raise :class:`DataError` naming the file: no such file, an empty file,
+missing or repeated columns, text that is not UTF-8 (binary junk), CSV that cannot be tokenized,
+a truncated or corrupt ``.csv.gz`` or Parquet file.
 
 Speed: files are read in chunks (``pandas.read_csv(chunksize=...)``, Parquet
 ``iter_batches``), every check is a numpy expression over the chunk, and the model objects are
@@ -26,6 +33,7 @@ import math
 import os
 import re
 import sys
+import zlib
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -72,6 +80,12 @@ _MODEL: Final[dict[str, type[Quote] | type[Trade] | type[Bar]]] = {
 CHUNK_ROWS: Final[dict[str, int]] = {"csv": 100_000, "parquet": 50_000}
 
 _INT64_MIN: Final = np.iinfo(np.int64).min
+#: 2000-01-01T00:00:00Z in ns: an earlier ts is seconds or milliseconds taken for nanoseconds.
+MIN_TS_NS: Final = 946_684_800 * NS_PER_S
+_MAX_SYMBOL: Final = 64
+#: What reading a damaged file can raise besides pandas' own errors (a truncated or corrupt
+#: .csv.gz: EOFError, zlib.error, gzip.BadGzipFile; text that is not UTF-8; I/O errors).
+_READ_ERRORS: Final = (ValueError, TypeError, OverflowError, OSError, EOFError, zlib.error)
 _TS_EXAMPLE: Final = "2026-11-24T14:30:00Z"
 #: Cells read as missing in ts and numeric columns (symbol and venue: only the empty cell, so a
 #: ticker such as "NA" survives).
@@ -126,6 +140,19 @@ def _fmt_num(x: float) -> str:
 
 def _missing(v: object) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA
+
+
+def _bad_symbol(v: object) -> str | None:
+    """What is wrong with a (present) symbol cell, or None: a symbol is at most 64 printable
+    characters without surrounding spaces."""
+    s = str(v)
+    if len(s) > _MAX_SYMBOL:
+        return f"symbol {s[:20]!r}... is {len(s)} characters long (at most {_MAX_SYMBOL})"
+    if not s.isprintable():
+        return f"symbol {s!r} holds non-printable characters"
+    if s != s.strip():
+        return f"symbol {s!r} has surrounding spaces"
+    return None
 
 
 def infer_kind(columns: Iterable[str]) -> Kind | None:
@@ -338,7 +365,11 @@ class ReplayFile:
         self.bad_rows = 0
         self.chunks_read = 0
         self._symbols: set[str] | None = None
-        if not self.path.is_file():
+        try:
+            exists = self.path.is_file()
+        except (OSError, ValueError) as e:  # a name too long, a NUL in it
+            raise DataError(f"{self.label}: cannot open the data file: {e}") from None
+        if not exists:
             raise DataError(f"{self.label}: no such data file")
         names = self._read_names()
         self.kind: Kind
@@ -499,6 +530,13 @@ class ReplayFile:
         u_missing = np.array([_missing(s) or str(s) == "" for s in u] + [True], dtype=np.bool_)
         sym_missing = u_missing[ch.sym_codes]
         bad |= sym_missing
+        # a symbol that is no symbol: too long, control characters, surrounding spaces
+        u_why = [None if m else _bad_symbol(s) for s, m in zip(u, u_missing, strict=False)]
+        sym_bad: BoolArray | None = None
+        if any(w is not None for w in u_why):
+            u_bad = np.array([w is not None for w in u_why] + [False], dtype=np.bool_)
+            sym_bad = u_bad[ch.sym_codes]
+            bad |= sym_bad
         sym_unknown: BoolArray | None = None
         if self.allowed is not None:
             allowed = self.allowed
@@ -508,6 +546,11 @@ class ReplayFile:
             )
             sym_unknown = u_unknown[ch.sym_codes]
             bad |= sym_unknown
+        # a ts before 2000: seconds or milliseconds taken for nanoseconds
+        early = ch.ts < MIN_TS_NS
+        if ch.ts_err is not None:
+            early &= ch.ts_err == _TS_OK
+        bad |= early
         nums = ch.nums
         names = COLUMNS[self.kind][2:]
         nonfinite = np.zeros(n, dtype=np.bool_)
@@ -555,8 +598,15 @@ class ReplayFile:
                         f"ts {raw!r} is not a timestamp (integer ns since the epoch or "
                         f"ISO-8601 with an offset, e.g. {_TS_EXAMPLE})"
                     )
+            if early[i] and (ch.ts_err is None or ch.ts_err[i] == _TS_OK):
+                parts.append(
+                    f"ts {int(ch.ts[i])} is before 2000-01-01 (seconds or milliseconds "
+                    f"instead of nanoseconds since the epoch?)"
+                )
             if sym_missing[i]:
                 parts.append("missing symbol")
+            elif sym_bad is not None and sym_bad[i]:
+                parts.append(str(u_why[ch.sym_codes[i]]))
             elif sym_unknown is not None and sym_unknown[i]:
                 known = ", ".join(sorted(self.allowed or ())) or "none"
                 parts.append(f"unknown symbol {ch.sym_uniques[ch.sym_codes[i]]!r} (known: {known})")
@@ -607,8 +657,8 @@ class ReplayFile:
             head = pd.read_csv(self.path, nrows=0)
         except pd.errors.EmptyDataError:
             raise DataError(f"{self.label}: empty file (no header line)") from None
-        except (ValueError, OSError, UnicodeDecodeError) as e:
-            raise DataError(f"{self.label}: cannot read the CSV header: {e}") from None
+        except _READ_ERRORS as e:
+            raise DataError(f"{self.label}: cannot read the CSV header: {_why(e)}") from None
         return [str(c) for c in head.columns]
 
     def _sniff_int_ts(self) -> bool:
@@ -622,8 +672,8 @@ class ReplayFile:
                 keep_default_na=False,
                 skip_blank_lines=False,
             )
-        except (ValueError, OSError, UnicodeDecodeError) as e:
-            raise DataError(f"{self.label}: cannot read the CSV file: {e}") from None
+        except _READ_ERRORS as e:
+            raise DataError(f"{self.label}: cannot read the CSV file: {_why(e)}") from None
         for v in head.iloc[:, 0].tolist():
             if isinstance(v, str) and v.strip() and not _INT_RE.fullmatch(v):
                 return False
@@ -655,7 +705,10 @@ class ReplayFile:
         c = self._cols
         int_mode = self._ts_int_mode
         row0 = 0
-        reader = self._csv_reader(int_mode, 0)
+        try:
+            reader = self._csv_reader(int_mode, 0)
+        except _READ_ERRORS as e:
+            raise DataError(f"{self.label}: cannot read the CSV file: {_why(e)}") from None
         try:
             while True:
                 try:
@@ -664,12 +717,21 @@ class ReplayFile:
                     return
                 except pd.errors.ParserError as e:
                     raise DataError(f"{self.label}: malformed CSV after line {row0 + 1}: {e}")
+                except (EOFError, OSError, zlib.error, UnicodeDecodeError) as e:
+                    raise DataError(
+                        f"{self.label}: cannot read rows after line {row0 + 1}: {_why(e)}"
+                    ) from None
                 except (ValueError, TypeError, OverflowError) as e:
                     if int_mode:
                         # a ts cell that is not an integer: re-read from this chunk on as text
                         reader.close()
                         int_mode = False
-                        reader = self._csv_reader(False, row0)
+                        try:
+                            reader = self._csv_reader(False, row0)
+                        except _READ_ERRORS as e2:
+                            raise DataError(
+                                f"{self.label}: cannot read rows after line {row0 + 1}: {_why(e2)}"
+                            ) from None
                         continue
                     raise DataError(f"{self.label}: cannot read rows after line {row0 + 1}: {e}")
                 yield self._chunk_from_frame(df, row0, int_mode, c)
@@ -822,7 +884,19 @@ class ReplayFile:
     # ---------------------------------------------------------------- symbol scan
 
     def _scan_symbols(self) -> set[str]:
-        found: set[str] = set()
+        try:
+            found = self._scan_symbol_cells()
+        except DataError:
+            raise
+        except Exception as e:  # pyarrow's own kinds too: a damaged file is a DataError
+            raise DataError(f"{self.label}: cannot read the symbols: {_why(e)}") from None
+        out = {str(s) for s in found if not _missing(s) and str(s) != "" and _bad_symbol(s) is None}
+        if self.allowed is not None:
+            out &= self.allowed
+        return out
+
+    def _scan_symbol_cells(self) -> set[Any]:
+        found: set[Any] = set()
         name = self._cols["symbol"]
         if self.format == "csv":
             reader = pd.read_csv(
@@ -844,10 +918,13 @@ class ReplayFile:
                 batch_size=max(self.chunksize, 1_000_000), columns=[name]
             ):
                 found.update(pc.unique(batch.column(0)).to_pylist())
-        out = {str(s) for s in found if not _missing(s) and str(s) != ""}
-        if self.allowed is not None:
-            out &= self.allowed
-        return out
+        return found
+
+
+def _why(e: BaseException) -> str:
+    """An exception as text for a one-line message (its type when it says nothing)."""
+    text = " ".join(str(e).split())
+    return text or type(e).__name__
 
 
 def _arrow_factorize(arr: Any) -> tuple[npt.NDArray[np.intp], list[Any]]:

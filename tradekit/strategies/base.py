@@ -155,6 +155,16 @@ class Strategy:
     def on_session(self, change: SessionChange) -> None:
         """The market session changed, or the engine's cancel-before-close point came."""
 
+    def on_restore(self, orders: list[Order], fills: list[Fill]) -> None:
+        """A run restarted from a journal, before ``on_start``: ``orders`` are this
+        strategy's venues' orders rebuilt from the journal and reconciled with the brokers (open
+        and done), ``fills`` their fills; positions already include them. The default cancels
+        the restored open orders, so the strategy starts quoting afresh; override it to claim
+        them instead."""
+        for o in orders:
+            if o.is_open:
+                self.cancel(o)
+
     def on_stop(self) -> None:
         """Called once at the end of the run (open orders are cancelled by the engine after)."""
 

@@ -336,6 +336,7 @@ class CrossExchangeMarketMaking(Strategy):
         self._last_sum = 0.0
         self._samples: deque[tuple[float, float]] = deque(maxlen=self.SAMPLE_WINDOW)
         self._next_sample = 0
+        self._rehedge = False  # restored unhedged: hedge at the first taker quote
 
     @classmethod
     def from_config(
@@ -377,6 +378,22 @@ class CrossExchangeMarketMaking(Strategy):
 
     def on_start(self) -> None:
         self.p.conversion.check_venues(self.ctx.venues())
+
+    def on_restore(self, orders: list[Order], fills: list[Fill]) -> None:
+        """After a restart: the restored quotes are cancelled, and what the fills before the
+        crash left unhedged (maker fills less their hedges) is hedged at the first taker quote,
+        so a crash between a maker fill and its hedge leaves no one-legged position."""
+        super().on_restore(orders, fills)
+        p = self.p
+        ratio = p.conversion.share_ratio
+        for f in fills:
+            if f.venue == p.maker_venue and f.symbol == p.sym_maker:
+                self.unhedged += f.signed_qty
+            elif f.venue == p.taker_venue and f.symbol == p.sym_taker:
+                self.unhedged += f.signed_qty / ratio
+        if abs(self.unhedged) > _EPS:
+            self.log.warning("restored with %+g maker shares unhedged", self.unhedged)
+            self._rehedge = True
 
     def _fx_quote(self, venue: str, symbol: str) -> Quote | None:
         """The FX quote: as seen by the strategy, else (a venue it does not trade) the venue's
@@ -551,6 +568,10 @@ class CrossExchangeMarketMaking(Strategy):
         ):
             return
         now = quote.ts
+        if self._rehedge and key == (p.taker_venue, p.sym_taker):
+            self._rehedge = False
+            self._update_exposure()
+            self.hedge()
         if key == (p.maker_venue, p.sym_maker) and now >= self._next_sample:
             self._samples.append(self._raw_top(quote))
             self._next_sample = now + int(self.SAMPLE_INTERVAL_S * NS_PER_S)
