@@ -23,13 +23,14 @@ Schema (``meta.version`` = 1; values msgpack-encoded)::
     meta(key TEXT PRIMARY KEY, value BLOB)
     batch(seq INTEGER PRIMARY KEY, first_ts INTEGER, last_ts INTEGER, n INTEGER, rows BLOB)
 
-One ``batch`` per commit; ``rows`` is a msgpack list of ``[ts, venue, kind, cid, body]`` (one
-encoder call and one insert per batch keep the cost per row well under a microsecond;
-:meth:`Journal.rows` iterates them). ``kind``: ``submit`` | ``cancel`` | ``replace``
-(commands), ``order`` (an order update: :data:`ORDER_FIELDS`, then :data:`ORDER_STATIC` on an
-order's first row only; the row's ``ts`` is the order's ``updated_ts``, its fees are its fills'), ``fill`` (:data:`FILL_FIELDS`), ``recon`` (a reconciliation report),
-``venue`` (connection up or down), ``run`` (a run started, restarted or stopped). ``ts`` is
-nanoseconds since the epoch, UTC.
+One ``batch`` per commit; ``rows`` is a msgpack array of ``[ts, venue, kind, cid, body]`` rows,
+each encoded as it arrives (bytes wait in memory, not objects the garbage collector must walk),
+one insert per batch; :meth:`Journal.rows` iterates them. ``kind``: ``submit`` | ``cancel`` |
+``replace`` (commands), ``order`` (an order update: :data:`ORDER_FIELDS`, then
+:data:`ORDER_STATIC` on an order's first row only; the row's ``ts`` is the order's
+``updated_ts``; its fees are its fills'), ``fill`` (:data:`FILL_FIELDS`), ``recon`` (a
+reconciliation report), ``venue`` (connection up or down), ``run`` (a run started, restarted or
+stopped). ``ts`` is nanoseconds since the epoch, UTC.
 """
 
 from __future__ import annotations
