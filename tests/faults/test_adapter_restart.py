@@ -6,6 +6,7 @@ equal the broker's, and nothing is sent twice."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from tests.fakes.alpaca import AlpacaHarness
@@ -72,7 +73,12 @@ async def test_alpaca_restart_from_journal(tmp_path: Path) -> None:
             assert len(h.fake.orders) == orders_at_alpaca
             fresh = new.submit_order("AAPL", Side.BUY, 1, limit_price=189.50)
             assert fresh.client_order_id not in got
-            await h.settle()
+            await new.drain(timeout=5.0)
+            for _ in range(500):  # the acknowledgement comes over the stream
+                if fresh.status is not OrderStatus.PENDING_NEW:
+                    break
+                await asyncio.sleep(0.01)
+            assert fresh.status is OrderStatus.NEW
             assert len(h.fake.orders) == orders_at_alpaca + 1
         finally:
             await new.close()
