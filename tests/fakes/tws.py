@@ -2067,7 +2067,7 @@ DECODE_ERROR_PATTERNS: tuple[str, ...] = (
 #: ib_async.client errors that are part of a connection's life, not of decoding
 _CONNECTION_LIFE = (
     "Peer closed connection",
-    "[Errno 104] Connection reset by peer",
+    "[Errno ",  # socket errors (reset by peer, broken pipe) as a connection drops
     "API connection failed",
     "Make sure API port",
     "TWS/gateway version",
