@@ -281,14 +281,17 @@ def test_stale_data_pauses_until_fresh_data() -> None:
     assert not e.paused(s)
 
 
-def test_venue_status_reaches_listeners() -> None:
+def test_venue_status_reaches_status_listeners() -> None:
     b = paper()
     got: list[Any] = []
-    b.add_listener(got.append)
+    orders_and_fills: list[Any] = []
+    b.add_status_listener(got.append)
+    b.add_listener(orders_and_fills.append)
     b._venue_down("x")
     b._venue_down("x")  # once
     b._venue_up("y")
     assert [(type(x), x.up) for x in got] == [(VenueStatus, False), (VenueStatus, True)]
+    assert orders_and_fills == []  # add_listener's callbacks get orders and fills only
 
 
 def test_restored_strategy_cancels_its_restored_quotes(tmp_path: Path) -> None:

@@ -238,6 +238,7 @@ class Engine:
         if hasattr(broker, "scheduler"):
             broker.scheduler = self._call_at
         broker.add_listener(functools.partial(self._on_broker_event, name))
+        broker.add_status_listener(functools.partial(self._on_venue_status, name))
         self.routes[name] = _Route(name, broker, int(data_latency_ms * 1_000_000), replay)
 
     def add_strategy(self, strategy: Strategy) -> None:
@@ -473,7 +474,9 @@ class Engine:
             self._uptime.on_order(obj, self.clock._ns)
             for order_cb in r.on_order:
                 order_cb(obj)
-        elif type(obj) is VenueStatus:
+
+    def _on_venue_status(self, venue: str, obj: Any) -> None:
+        if type(obj) is VenueStatus:
             self.set_blocked(venue, "down", not obj.up)
 
     def _record_fill(self, r: _Route, fill: Fill) -> None:

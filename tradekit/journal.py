@@ -282,17 +282,19 @@ class Journal:
                     obj.ts,
                 )
                 add(obj.ts, venue, "fill", obj.client_order_id, fill_row)
-            elif t is ReconciliationReport:
-                add(obj.ts, venue, "recon", None, obj.to_dict())
-                self._commit()
-                return
-            elif t is VenueStatus:
-                add(obj.ts, venue, "venue", None, (obj.up, obj.reason))
             else:
                 return
             if len(buf) >= limit:
                 self._commit()
 
+        def on_status(obj: Any) -> None:
+            if type(obj) is ReconciliationReport:
+                add(obj.ts, venue, "recon", None, obj.to_dict())
+                self._commit()
+            elif type(obj) is VenueStatus:
+                add(obj.ts, venue, "venue", None, (obj.up, obj.reason))
+
+        broker._status_listeners.insert(0, on_status)
         broker._listeners.insert(0, on_event)
 
     def command(self, broker: Broker, kind: str, order: Order, body: tuple[Any, ...] = ()) -> None:

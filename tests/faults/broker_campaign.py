@@ -16,8 +16,9 @@ from tradekit.reconcile import ReconciliationReport, VenueStatus
 
 
 class Watcher:
-    """A broker listener: every item must be an ``Order``, a ``Fill``, a ``VenueStatus`` or a
-    ``ReconciliationReport``; keeps the fills, the venue statuses and the reports."""
+    """A broker listener (``add_listener``: orders and fills) and status listener
+    (``add_status_listener``: ``VenueStatus`` and ``ReconciliationReport``); keeps the fills,
+    the venue statuses and the reports; anything else is strange."""
 
     def __init__(self) -> None:
         self.fills: list[Fill] = []

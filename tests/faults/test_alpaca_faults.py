@@ -362,6 +362,7 @@ async def test_fault_campaign(seed: int) -> None:
         async with harness(seed) as h:
             b = h.alpaca
             b.add_listener(watcher)
+            b.add_status_listener(watcher)
             bot = Bot(h, rng, faults)
             inj = Injector(bot)
             bot.quote()
@@ -433,6 +434,7 @@ async def test_an_order_alpaca_lost_is_looked_up_a_bounded_number_of_times(
     b = h.alpaca
     watcher = Watcher()
     b.add_listener(watcher)
+    b.add_status_listener(watcher)
     o = b.submit_order(SYM, Side.BUY, 10, limit_price=189.50)
     await h.settle()
     assert o.status is OrderStatus.NEW
@@ -527,6 +529,7 @@ async def test_venue_status_and_reports_on_a_stream_drop(h: AlpacaHarness) -> No
     b = h.alpaca
     watcher = Watcher()
     b.add_listener(watcher)
+    b.add_status_listener(watcher)
     o = b.submit_order(SYM, Side.BUY, 10, limit_price=189.50)
     await h.settle()
     await h.fake.drop_stream(refuse=True)

@@ -352,6 +352,7 @@ async def test_fault_campaign(seed: int, guard: IBLogGuard) -> None:
         async with harness(seed) as h:
             b = h.ibkr
             b.add_listener(watcher)
+            b.add_status_listener(watcher)
             bot = Bot(h, rng, faults)
             inj = Injector(bot)
             bot.quote()
@@ -435,6 +436,7 @@ async def test_unknown_open_orders_cancelled_when_asked(guard: IBLogGuard) -> No
         b.unknown_orders = "cancel"
         watcher = Watcher()
         b.add_listener(watcher)
+        b.add_status_listener(watcher)
         async with b:
             rep = b.last_reconciliation
             assert rep is not None and rep.reason == "connect"
@@ -465,6 +467,7 @@ async def test_venue_status_on_a_disconnect_and_on_1100(guard: IBLogGuard) -> No
         b, fake = h.ibkr, h.fake
         watcher = Watcher()
         b.add_listener(watcher)
+        b.add_status_listener(watcher)
         o = b.submit_order(SYM, "buy", 10, limit_price=189.50)
         await h.settle()
         s = b.session

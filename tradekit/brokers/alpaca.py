@@ -27,8 +27,8 @@ How the broker works
   stream messages (not JSON, not an object, an unknown stream or event, a trade update that does
   not parse, impossible numbers) are skipped with a warning (``stream_skipped``).
 * While the stream is down the broker polls REST (open orders, then each of our open orders by
-  client order id); the listeners get ``VenueStatus(up=False)``. After the stream comes back it
-  reconciles (retrying while Alpaca fails), then publishes ``VenueStatus(up=True)``. Each
+  client order id); the status listeners get ``VenueStatus(up=False)``. After the stream comes
+  back it reconciles (retrying while Alpaca fails), then publishes ``VenueStatus(up=True)``. Each
   reconciliation (connect, reconnect, ``reconcile()``; polls when they found something) is a
   ``ReconciliationReport`` handed to ``_reconciled``: matched, adopted (or, with
   ``unknown_orders = "cancel"``, cancelled) open orders we did not place, orders closed

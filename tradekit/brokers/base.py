@@ -169,6 +169,7 @@ class Broker(_Endpoint, ABC):
             calendar if isinstance(calendar, MarketCalendar) else get_calendar(calendar or "NYSE")
         )
         self._listeners: list[Listener] = []
+        self._status_listeners: list[Listener] = []
         self._om = OrderManager(self._venue, self._publish, ids=ClientOrderIds(id_prefix))
         self._om.on_fill_hook = self._on_fill_applied
         self.portfolio = Portfolio()
@@ -541,23 +542,36 @@ class Broker(_Endpoint, ABC):
         if self.trading_up:
             self.trading_up = False
             log.warning("%s: trading connection down: %s", self._venue, reason)
-            self._publish(VenueStatus(self._venue, self.clock.now_ns(), False, reason))
+            self._publish_status(VenueStatus(self._venue, self.clock.now_ns(), False, reason))
 
     def _venue_up(self, reason: str) -> None:
         """Adapter: the connection is back and reconciliation is done; trading may resume."""
         if not self.trading_up:
             self.trading_up = True
             log.info("%s: trading connection up: %s", self._venue, reason)
-            self._publish(VenueStatus(self._venue, self.clock.now_ns(), True, reason))
+            self._publish_status(VenueStatus(self._venue, self.clock.now_ns(), True, reason))
 
     def _reconciled(self, report: ReconciliationReport) -> None:
-        """Adapter: record, log and publish (to the journal, the engine) a reconciliation."""
+        """Adapter: record, log and publish (to the status listeners: the journal, the engine) a
+        reconciliation."""
         self.last_reconciliation = report
         if report.clean:
             log.info("%s", report)
         else:
             log.warning("%s", report)
-        self._publish(report)
+        self._publish_status(report)
+
+    def add_status_listener(self, callback: Listener) -> None:
+        """``callback`` receives the broker's connection changes (``VenueStatus``) and each
+        ``ReconciliationReport`` (``add_listener``'s callbacks get orders and fills only)."""
+        self._status_listeners.append(callback)
+
+    def _publish_status(self, item: Any) -> None:
+        for cb in self._status_listeners:
+            try:
+                cb(item)
+            except Exception:
+                log.exception("%s: status listener %r failed on %r", self._venue, cb, item)
 
     def _on_fill_applied(self, fill: Fill, order: Order) -> None:
         if self.risk.limits.max_daily_loss is None:

@@ -13,7 +13,7 @@ Connection
     reconciles, 1102 (data kept) reconciles. Trading resumes only after every user of the session
     has resynchronised: the broker reconciles open orders, executions and positions (retrying
     while the socket stays up) and publishes a typed :class:`ReconciliationReport`
-    (``broker.last_reconciliation``, ``broker.reconciliations``); listeners get
+    (``broker.last_reconciliation``, ``broker.reconciliations``); status listeners get
     ``VenueStatus(up=False)`` on a disconnect or 1100/2110 and ``VenueStatus(up=True)`` once
     reconciled. Reconciliation also finishes what the lost connection left open: a modify whose
     confirmation was lost is confirmed (or refused, when TWS never got it) from the open orders,
