@@ -372,8 +372,9 @@ async def run_async(
     installed = _install_signals(on_signal)
     deadline = None if duration is None else time.monotonic() + duration
     watcher: asyncio.Task[None] | None = None
+    feeds: list[DataFeed] = []
+    brokers: list[Broker] = []
     try:
-        feeds: list[DataFeed] = []
         if is_simulated(cfg):
             engine, sources, span = build_engine(cfg)
             brokers = [r.broker for r in engine.routes.values()]
@@ -431,15 +432,16 @@ async def run_async(
         await _settle(brokers, cfg.session.shutdown_timeout_s)
         rec = engine.stop(engine.clock.now_ns() if is_simulated(cfg) else time.time_ns())
         jr.record("run", rec.end_ns, {"event": "stop", "reason": stop.reason})
-        for f in feeds:
-            await f.close()
-        for b in brokers:
-            await b.close()
         reports = [body for _, _, _, kind, _, body in jr.rows() if kind == "recon"]
     finally:
         stop.set(stop.reason or "finished")
         if watcher is not None:
             await watcher
+        for endpoint in (*feeds, *brokers):  # also after an error: sessions and sockets closed
+            try:
+                await endpoint.close()
+            except Exception as e:
+                log.warning("closing %r: %s", endpoint, e)
         jr.close()
         loop = asyncio.get_running_loop()
         for sig in installed:
