@@ -304,6 +304,14 @@ class Engine:
         for s in resumed:
             log.info("%s resumed: venue %s %s cleared", type(s).__name__, venue, reason)
 
+    def positions(self) -> dict[str, float]:
+        """Every venue's positions now, ``{"VENUE:SYMBOL": qty}``."""
+        return {
+            f"{name}:{sym}": r.broker.position(sym)
+            for name, r in self.routes.items()
+            for sym in r.broker.portfolio.symbols()
+        }
+
     def paused(self, strategy: Strategy) -> bool:
         return id(strategy) in self._paused
 
@@ -553,12 +561,11 @@ class Engine:
         self._session = self._calendar.session_at(start_ns)
         self._schedule_next_session(start_ns)
         self._uptime.set_open(self._session in self._quoted, start_ns)
-        if self._restored_initial is not None:
-            self._initial = dict(self._restored_initial)
-        else:
-            for name, r in self.routes.items():
-                for sym in r.broker.portfolio.symbols():
-                    self._initial[f"{name}:{sym}"] = r.broker.position(sym)
+        self._initial = (
+            dict(self._restored_initial)
+            if self._restored_initial is not None
+            else self.positions()
+        )
         self._replay_venues = [n for n, r in self.routes.items() if r.replay]
         self._next_sample = start_ns
         self._started = True

@@ -293,11 +293,7 @@ def _restore(journal: Journal, engine: Engine, brokers: list[Broker]) -> Journal
     """Rebuild the brokers and the engine from the journal (nothing happens for a new one)."""
     state = journal.load()
     if "initial_positions" not in state.meta:  # a new journal: the inventory before anything
-        initial = {
-            f"{name}:{sym}": r.broker.position(sym)
-            for name, r in engine.routes.items()
-            for sym in r.broker.portfolio.symbols()
-        }
+        initial = engine.positions()
         journal.set_meta("initial_positions", initial)
         state.meta["initial_positions"] = initial
     if state.empty:
@@ -374,8 +370,9 @@ async def run_async(
     watcher: asyncio.Task[None] | None = None
     feeds: list[DataFeed] = []
     brokers: list[Broker] = []
+    simulated = is_simulated(cfg)
     try:
-        if is_simulated(cfg):
+        if simulated:
             engine, sources, span = build_engine(cfg)
             brokers = [r.broker for r in engine.routes.values()]
         else:
@@ -395,7 +392,7 @@ async def run_async(
         watcher = asyncio.create_task(
             _watch(stop, kill, jr, engine, fresh, cfg.session.stale_data_s)
         )
-        if is_simulated(cfg):
+        if simulated:
             events = _merge(sources, span[0], span[1])
             start_ns = span[0]
             if start_ns is None:  # replay only: from the first event
@@ -430,7 +427,7 @@ async def run_async(
                 await _play_live(engine, feeds, stop, deadline, fresh or _Freshness([]))
         engine.halt(flatten=kill.tripped and cfg.session.flatten_on_kill)
         await _settle(brokers, cfg.session.shutdown_timeout_s)
-        rec = engine.stop(engine.clock.now_ns() if is_simulated(cfg) else time.time_ns())
+        rec = engine.stop(engine.clock.now_ns() if simulated else time.time_ns())
         jr.record("run", rec.end_ns, {"event": "stop", "reason": stop.reason})
         reports = [body for _, _, _, kind, _, body in jr.rows() if kind == "recon"]
     finally:

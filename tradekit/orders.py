@@ -100,6 +100,17 @@ class ClientOrderIds:
         return f"{self.prefix}-{self._n}"
 
 
+def highest_suffix(ids: Iterable[str | None], prefix: str) -> int:
+    """The largest N among the ids that are ``prefix`` + N (0 if none): where a counter of ids
+    must continue after a restart."""
+    top = 0
+    n = len(prefix)
+    for i in ids:
+        if i and i.startswith(prefix) and i[n:].isdigit():
+            top = max(top, int(i[n:]))
+    return top
+
+
 def _b36(n: int) -> str:
     chars = "0123456789abcdefghijklmnopqrstuvwxyz"
     out = ""
@@ -262,18 +273,16 @@ class OrderManager:
         pending when the journal ended is treated as not applied (the order is working again):
         the broker says what became of it at reconciliation. New client order ids continue
         after the highest restored one of this prefix."""
-        prefix = self.ids.prefix + "-"
-        top = self.ids._n
+        orders = list(orders)
         for o in orders:
             if o.status is S.PENDING_CANCEL or o.status is S.PENDING_REPLACE:
                 o.status = S.PARTIALLY_FILLED if o.filled_qty > _EPS else S.NEW
                 if o.broker_order_id is None:
                     o.status = S.PENDING_NEW
             self.adopt(o)
-            cid = o.client_order_id
-            if cid.startswith(prefix) and cid[len(prefix) :].isdigit():
-                top = max(top, int(cid[len(prefix) :]))
-        self.ids._n = top
+        self.ids._n = max(
+            self.ids._n, highest_suffix((o.client_order_id for o in orders), self.ids.prefix + "-")
+        )
         for f in fills:
             self._fill_ids.add(f.fill_id)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["ReconciliationReport", "VenueStatus"]
+__all__ = ["ReconciliationReport", "VenueStatus", "position_mismatches"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +61,20 @@ class ReconciliationReport:
             f"{len(self.fills_recovered)} fills recovered, {len(self.positions)} positions"
             + (f", mismatches {dict(self.position_mismatches)}" if self.position_mismatches else "")
         )
+
+
+def position_mismatches(
+    portfolio: Any, theirs: Mapping[str, float], tolerance: float = 1e-6
+) -> dict[str, tuple[float, float]]:
+    """symbol -> (local qty, broker qty) where the local books (a ``Portfolio``) and the
+    broker's positions differ by more than ``tolerance`` shares."""
+    out: dict[str, tuple[float, float]] = {}
+    for sym in set(theirs) | set(portfolio.symbols()):
+        mine = portfolio.qty(sym)
+        other = theirs.get(sym, 0.0)
+        if abs(mine - other) > tolerance:
+            out[sym] = (mine, other)
+    return out
 
 
 class VenueStatus(msgspec.Struct, frozen=True):

@@ -136,7 +136,7 @@ from ..model import (
     TickRule,
     Trade,
 )
-from ..reconcile import ReconciliationReport
+from ..reconcile import ReconciliationReport, position_mismatches
 from ..risk import KillSwitch, RiskLimits, RiskManager
 from ..rules import OrderRules
 from ..throttle import RateLimiter
@@ -2251,7 +2251,6 @@ class AlpacaBroker(Broker):
         recovered before, so it means trades elsewhere or a fill on its way)."""
         positions = await self._fetch_positions()
         theirs = {sym: p.qty for sym, p in positions.items()}
-        mismatches: dict[str, tuple[float, float]] = {}
         if not self._seeded:
             self._seeded = True
             for sym, pos in positions.items():
@@ -2260,13 +2259,8 @@ class AlpacaBroker(Broker):
             for sym in self.portfolio.symbols():
                 if sym not in positions and abs(self.portfolio.qty(sym)) > _EPS:
                     self.portfolio.set_position(sym, 0.0)
-            return theirs, mismatches
-        for sym in set(theirs) | set(self.portfolio.symbols()):
-            mine = self.portfolio.qty(sym)
-            other = theirs.get(sym, 0.0)
-            if abs(mine - other) > 1e-6:
-                mismatches[sym] = (mine, other)
-        return theirs, mismatches
+            return theirs, {}
+        return theirs, position_mismatches(self.portfolio, theirs)
 
     # ---- market data the broker sees ----------------------------------------------------------
     def on_quote(self, quote: Quote) -> None:

@@ -96,7 +96,7 @@ from ..model import (
     TickRule,
     Trade,
 )
-from ..reconcile import ReconciliationReport
+from ..reconcile import ReconciliationReport, position_mismatches
 from ..risk import KillSwitch, RiskLimits, RiskManager
 from ..rules import PROFILES, OrderRules, RulesProfile
 from ..timeutil import NS_PER_S, to_ns
@@ -1918,11 +1918,7 @@ class IBKRBroker(Broker):
                     self.portfolio.set_position(sym, qty, avg_cost)
             self._seeded = True
         else:
-            for sym in set(ib_pos) | set(self.portfolio.symbols()):
-                mine = self.portfolio.qty(sym)
-                theirs = ib_pos.get(sym, (0.0, 0.0))[0]
-                if abs(mine - theirs) > 1e-6:
-                    mismatches[sym] = (mine, theirs)
+            mismatches = position_mismatches(self.portfolio, {k: v[0] for k, v in ib_pos.items()})
         report = ReconciliationReport(
             venue=self.venue,
             reason=reason,

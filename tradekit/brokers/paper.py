@@ -44,6 +44,7 @@ from ..enums import (
 from ..errors import OrderRejected
 from ..fees import FeeModel
 from ..model import Account, Fill, Instrument, Order, Position, Quote, Trade
+from ..orders import highest_suffix
 from ..reconcile import ReconciliationReport
 from ..risk import KillSwitch, RiskLimits, RiskManager
 from ..rules import OrderRules
@@ -700,11 +701,16 @@ class PaperBroker(Broker):
         acknowledged open orders rest in the book again (their queue place is lost: they wait
         until the touch comes to them); orders never acknowledged never reached it."""
         self._restored_pending = True
+        self._n_bid = max(self._n_bid, highest_suffix((o.broker_order_id for o in orders), "P"))
+        self._n_fill = max(
+            self._n_fill, highest_suffix((f.fill_id for f in fills), f"{self.venue}-F")
+        )
         for o in orders:
-            bid = o.broker_order_id
-            if bid and bid[:1] == "P" and bid[1:].isdigit():
-                self._n_bid = max(self._n_bid, int(bid[1:]))
-            if o.is_open and bid is not None and o.client_order_id not in self._rest_by_id:
+            if (
+                o.is_open
+                and o.broker_order_id is not None
+                and o.client_order_id not in self._rest_by_id
+            ):
                 r = _Rest(o)
                 self._rest_by_id[o.client_order_id] = r
                 self._book.setdefault(o.symbol, []).append(r)
@@ -712,11 +718,6 @@ class PaperBroker(Broker):
                     self._set_expiry(r, o.created_ts)  # its own day: expired if over
                 if not r.stop_wait:
                     self._place(r, None)
-        prefix = f"{self.venue}-F"
-        for f in fills:
-            tail = f.fill_id[len(prefix) :]
-            if f.fill_id.startswith(prefix) and tail.isdigit():
-                self._n_fill = max(self._n_fill, int(tail))
 
     def reconcile(self, reason: str = "manual") -> ReconciliationReport:
         """Our open orders against the venue's book: those it holds are matched, those it never
